@@ -1,0 +1,67 @@
+"""Exceptions the harness raises: each says what failed, on which input, and what to do."""
+
+from __future__ import annotations
+
+
+class HarnessError(Exception):
+    """Base class. `hint` tells the user what to do about it."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n  -> {self.hint}" if self.hint else self.message
+
+
+class SourceError(HarnessError):
+    """The kernel source could not be obtained or is not a kernel tree."""
+
+
+class SeriesError(HarnessError):
+    """A patch series could not be read or is malformed."""
+
+
+class PatchApplyError(SeriesError):
+    """A patch of the series does not apply; the tree was restored."""
+
+
+class KconfigError(HarnessError):
+    """Conflicting fragments, or options that Kconfig dropped."""
+
+
+class BuildError(HarnessError):
+    """make failed; carries the error lines and the log path."""
+
+
+class ImageError(HarnessError):
+    """The guest initramfs could not be assembled."""
+
+
+class VMError(HarnessError):
+    """Base class for QEMU / guest failures."""
+
+
+class QemuMissing(VMError):
+    """The QEMU binary is not installed."""
+
+
+class PortInUse(VMError):
+    """The host port requested for SSH forwarding is taken."""
+
+
+class VMLaunchFailure(VMError):
+    """QEMU exited or could not be started; carries exit code, command line and output."""
+
+
+class GuestPanic(VMError):
+    """The guest kernel panicked (or oopsed fatally); carries the console tail."""
+
+
+class GuestNotReady(VMError):
+    """The guest did not print its ready marker before the deadline."""
+
+
+class SSHError(VMError):
+    """SSH to the guest failed or a command timed out."""
