@@ -1,0 +1,325 @@
+"""Reports: JUnit XML (junitparser), RSS plots (matplotlib, Agg) and the revision comparison.
+
+JUnit is built with junitparser's element classes, never by string concatenation, so text
+from a kernel console (escape codes, control characters) cannot break the XML, and a
+crash or an unexpected exit is kept as an <error> with its message.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from copy import deepcopy
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from junitparser import Error, Failure, JUnitXml, Skipped, TestCase, TestSuite
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from harness.errors import HarnessError
+from harness.rss import RssSample, time_to_fraction
+
+MIB = 1 << 20
+
+
+class ReportError(HarnessError):
+    """A report could not be written or an input report could not be read."""
+
+
+# --- JUnit -----------------------------------------------------------------------------------
+
+
+class Status(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    ERROR = "error"  # the test could not run to a verdict: crash, panic, unexpected exit
+    SKIP = "skip"
+
+
+@dataclass(frozen=True)
+class TestResult:
+    suite: str
+    name: str
+    status: Status | str  # a Status or its value ("pass", "fail", "error", "skip")
+    duration: float  # seconds
+    message: str = ""  # why it failed / errored / was skipped
+    system_out: str = ""  # e.g. the guest console tail
+
+    __test__ = False  # not a pytest test class
+
+
+# XML 1.0 allows tab, newline, carriage return and the ranges below; nothing else.
+_XML_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_safe(text: str) -> str:
+    """Replace characters XML cannot hold (console escape codes, NULs) with \\xNN text."""
+    return _XML_INVALID.sub(lambda m: f"\\x{ord(m[0]):02x}", text)
+
+
+def _first_line(text: str) -> str:
+    return text.strip().split("\n", 1)[0] if text.strip() else ""
+
+
+def _result_element(result: TestResult) -> Failure | Error | Skipped | None:
+    """The JUnit child for a non-passing result: short message attribute, full text body."""
+    status = Status(result.status)
+    if status is Status.PASS:
+        return None
+    message = xml_safe(result.message)
+    element_class = {Status.FAIL: Failure, Status.ERROR: Error, Status.SKIP: Skipped}[status]
+    element = element_class(_first_line(message) or status.value)
+    if message:
+        element.text = message
+    return element
+
+
+def _test_case(result: TestResult) -> TestCase:
+    case = TestCase(result.name, classname=result.suite, time=round(result.duration, 3))
+    element = _result_element(result)
+    if element is not None:
+        case.result = [element]
+    if result.system_out:
+        case.system_out = xml_safe(result.system_out)
+    return case
+
+
+def build_junit(results: Iterable[TestResult]) -> JUnitXml:
+    """One <testsuite> per suite name, in order of first appearance."""
+    suites: dict[str, TestSuite] = {}
+    for result in results:
+        suite = suites.setdefault(result.suite, TestSuite(result.suite))
+        suite.add_testcase(_test_case(result))
+    xml = JUnitXml()
+    for suite in suites.values():
+        xml.add_testsuite(suite)
+    xml.update_statistics()
+    return xml
+
+
+def write_junit(results: Iterable[TestResult], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    build_junit(results).write(str(path), pretty=True)
+    return path
+
+
+def _status_of(case: TestCase) -> tuple[Status, str]:
+    for entry in case.result:
+        status = {Failure: Status.FAIL, Error: Status.ERROR, Skipped: Status.SKIP}[type(entry)]
+        return status, entry.text or entry.message or ""
+    return Status.PASS, ""
+
+
+def read_junit(path: Path) -> list[TestResult]:
+    """The results of a JUnit file (ours or pytest's), in file order."""
+    try:
+        xml = JUnitXml.fromfile(str(path))
+    except Exception as exc:  # ParseError, OSError, JUnitXmlError: all mean "unreadable"
+        raise ReportError(f"{path}: not a readable JUnit XML file ({exc})", "") from exc
+    results = []
+    for suite in xml:
+        for case in suite:
+            status, message = _status_of(case)
+            results.append(
+                TestResult(
+                    suite=case.classname or suite.name or "",
+                    name=case.name or "",
+                    status=status,
+                    duration=case.time or 0.0,
+                    message=message,
+                    system_out=case.system_out or "",
+                )
+            )
+    return results
+
+
+def merge_junit(paths: Iterable[Path], out: Path) -> Path:
+    """All suites of several JUnit files (e.g. one per revision) in one file, totals updated."""
+    merged = JUnitXml()
+    for path in paths:
+        try:
+            source = JUnitXml.fromfile(str(path))
+        except Exception as exc:
+            raise ReportError(
+                f"{path}: not a readable JUnit XML file ({exc})", "re-run the step that wrote it"
+            ) from exc
+        for suite in source:
+            merged.append(deepcopy(suite))  # append: same-named suites stay apart
+    merged.update_statistics()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    merged.write(str(out), pretty=True)
+    return out
+
+
+# --- plots -----------------------------------------------------------------------------------
+
+
+def plot_rss(
+    series_by_label: Mapping[str, Sequence[RssSample]],
+    path: Path,
+    marks: Mapping[str, float],
+    title: str = "QEMU process RSS",
+) -> Path:
+    """RSS in MiB against time, one line per label, as a PNG.
+
+    `marks[label]` is that series' release instant (on its samples' clock). Each marked
+    series is drawn against seconds since its release, so every release sits at x = 0 under
+    one dashed line; an unmarked series is drawn from its first sample.
+    """
+    figure = Figure(figsize=(9, 5), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for label, samples in series_by_label.items():
+        if not samples:
+            continue
+        origin = marks.get(label, samples[0].t)
+        axes.plot(
+            [s.t - origin for s in samples],
+            [s.rss_bytes / MIB for s in samples],
+            label=label,
+            linewidth=1.5,
+            drawstyle="steps-post",  # a sample holds until the next one: no invented slopes
+        )
+    if any(label in marks for label in series_by_label):
+        axes.axvline(0.0, color="black", linestyle="--", linewidth=1, label="release")
+        axes.set_xlabel("seconds since release")
+    else:
+        axes.set_xlabel("seconds")
+    axes.set_ylabel("RSS (MiB)")
+    axes.set_title(title)
+    axes.grid(True, alpha=0.3)
+    if series_by_label:
+        axes.legend(loc="best")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
+    return path
+
+
+# --- revision comparison ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RevisionRow:
+    revision: str
+    bytes_returned: int | None  # peak RSS minus the lowest RSS after the release
+    seconds_to_90: float | None  # release until 90% of (peak - baseline) came back
+    verdict: str
+
+
+def release_row(
+    revision: str,
+    samples: Sequence[RssSample],
+    release_t: float,
+    baseline: int,
+    verdict: str,
+) -> RevisionRow:
+    """Summarise one run's RSS series around the release instant."""
+    before = [s.rss_bytes for s in samples if s.t <= release_t]
+    after = [s.rss_bytes for s in samples if s.t >= release_t]
+    if not before or not after:
+        return RevisionRow(revision, None, None, verdict)
+    peak = max(before)
+    return RevisionRow(
+        revision=revision,
+        bytes_returned=max(peak - min(after), 0),
+        seconds_to_90=time_to_fraction(list(samples), release_t, baseline, peak, 0.9),
+        verdict=verdict,
+    )
+
+
+RowLike = RevisionRow | Mapping[str, object]
+
+# Mapping keys accepted for each field (the scenarios record dicts with the second names).
+_ROW_KEYS = {
+    "bytes_returned": ("bytes_returned", "returned_bytes"),
+    "seconds_to_90": ("seconds_to_90", "seconds_to_90pct"),
+}
+
+
+def _lookup(row: Mapping[str, object], field_name: str) -> object:
+    return next((row[key] for key in _ROW_KEYS[field_name] if key in row), None)
+
+
+def as_revision_row(row: RowLike) -> RevisionRow:
+    """A RevisionRow, or a dict as the scenarios record it (verdict may be `passed: bool`)."""
+    if isinstance(row, RevisionRow):
+        return row
+    if "revision" not in row:
+        raise ReportError(
+            f"comparison row without a revision: {dict(row)!r}",
+            "record a 'revision' key with every measurement",
+        )
+    verdict = row.get("verdict")
+    if verdict is None and "passed" in row:
+        verdict = "pass" if row["passed"] else "fail"
+    returned = _lookup(row, "bytes_returned")
+    seconds = _lookup(row, "seconds_to_90")
+    return RevisionRow(
+        revision=str(row["revision"]),
+        bytes_returned=None if returned is None else int(returned),
+        seconds_to_90=None if seconds is None else float(seconds),
+        verdict="" if verdict is None else str(verdict),
+    )
+
+
+COMPARE_COLUMNS = ("revision", "bytes returned", "seconds to 90%", "verdict")
+CSV_COLUMNS = ("revision", "bytes_returned", "seconds_to_90", "verdict")
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _bytes_cell(value: int | None) -> str:
+    return "n/a" if value is None else f"{value:,} ({value / MIB:.1f} MiB)"
+
+
+def _seconds_cell(value: float | None) -> str:
+    return "never" if value is None else f"{value:.2f}"
+
+
+def compare_revisions(rows: Iterable[RowLike]) -> str:
+    """A markdown table, one line per revision."""
+    lines = [
+        "| " + " | ".join(COMPARE_COLUMNS) + " |",
+        "|---|---:|---:|---|",
+    ]
+    for row in map(as_revision_row, rows):
+        cells = (
+            _cell(row.revision),
+            _bytes_cell(row.bytes_returned),
+            _seconds_cell(row.seconds_to_90),
+            _cell(row.verdict),
+        )
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_compare_csv(rows: Iterable[RowLike], path: Path) -> Path:
+    """Raw numbers, one line per revision; an empty cell means "none"."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(CSV_COLUMNS)
+        for row in map(as_revision_row, rows):
+            writer.writerow(
+                [
+                    row.revision,
+                    "" if row.bytes_returned is None else row.bytes_returned,
+                    "" if row.seconds_to_90 is None else repr(row.seconds_to_90),
+                    row.verdict,
+                ]
+            )
+    return path
+
+
+def write_comparison(rows: Iterable[RowLike], results_dir: Path) -> tuple[Path, Path]:
+    """results_dir/compare.md (the table) and results_dir/compare.csv."""
+    rows = list(rows)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    markdown = results_dir / "compare.md"
+    markdown.write_text(compare_revisions(rows))
+    return markdown, write_compare_csv(rows, results_dir / "compare.csv")

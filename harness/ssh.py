@@ -1,0 +1,318 @@
+"""SSH to the guest (paramiko): connect retries while it boots, commands with timeouts.
+
+Host keys: the guest is an ephemeral VM reached only through QEMU's hostfwd on 127.0.0.1,
+and its dropbear host key is regenerated with every image build, so there is nothing to pin
+against; paramiko.AutoAddPolicy accepts it for this one in-memory client (nothing is saved).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+
+import paramiko
+
+from harness.errors import SSHError
+
+POLL_SECONDS = 0.01
+RETRY_SECONDS = 0.25
+READ_CHUNK = 65536
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a finished guest command returned."""
+
+    command: str
+    exit_status: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+
+class GuestSSH:
+    """A paramiko connection to the guest's dropbear, as root with the per-run key."""
+
+    def __init__(
+        self,
+        *,
+        port: int,
+        key: paramiko.PKey,
+        host: str = "127.0.0.1",
+        user: str = "root",
+        console_tail: Callable[[], str] | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.user = user
+        self._key = key
+        # Set by GuestVM so that failures can show what the guest console said.
+        self.console_tail = console_tail
+        self._client: paramiko.SSHClient | None = None
+
+    # ----------------------------------------------------------------- connection
+
+    def connect(self, timeout: float = 60.0) -> None:
+        """Connect, retrying until `timeout` while the guest is still booting.
+
+        QEMU accepts the forwarded TCP connection before dropbear listens, so early attempts
+        fail with "Error reading SSH protocol banner" or a reset: those are retried. A
+        rejected key is not: it will not get better.
+        """
+        deadline = time.monotonic() + timeout
+        last_error: Exception | None = None
+        while True:
+            try:
+                self._client = self._connect_once(max(1.0, deadline - time.monotonic()))
+                return
+            except paramiko.AuthenticationException as error:
+                raise self._error(
+                    f"guest {self._where()} rejected the key for {self.user}: {error}",
+                    "the per-run initrd must carry this key in /root/.ssh/authorized_keys",
+                ) from error
+            except (paramiko.SSHException, OSError, EOFError) as error:
+                last_error = error
+            if time.monotonic() + RETRY_SECONDS >= deadline:
+                raise self._error(
+                    f"could not connect to guest {self._where()} within {timeout:.0f} s: "
+                    f"{last_error}",
+                    "look at the console log: did dropbear start and eth0 come up?",
+                ) from last_error
+            time.sleep(RETRY_SECONDS)
+
+    def _connect_once(self, timeout: float) -> paramiko.SSHClient:
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # see module docstring
+        attempt = min(timeout, 10.0)
+        try:
+            client.connect(
+                self.host,
+                port=self.port,
+                username=self.user,
+                pkey=self._key,
+                timeout=attempt,
+                banner_timeout=attempt,
+                auth_timeout=attempt,
+                allow_agent=False,
+                look_for_keys=False,
+            )
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __enter__(self) -> GuestSSH:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def connected(self) -> bool:
+        transport = self._client.get_transport() if self._client else None
+        return transport is not None and transport.is_active()
+
+    # ----------------------------------------------------------------- commands
+
+    def run(self, command: str, timeout: float = 60.0) -> CommandResult:
+        """Run `command` in the guest shell; SSHError if it takes longer than `timeout`."""
+        channel = self._open_channel(command)
+        deadline = time.monotonic() + timeout
+        stdout, stderr = bytearray(), bytearray()
+        try:
+            while not _drain(channel, stdout, stderr):
+                if time.monotonic() > deadline:
+                    raise self._error(
+                        f"guest command timed out after {timeout:.0f} s: {command}\n"
+                        f"stdout so far: {_tail(stdout)}\nstderr so far: {_tail(stderr)}",
+                        "raise the timeout, or check that the command cannot block",
+                    )
+                time.sleep(POLL_SECONDS)
+            return CommandResult(
+                command, channel.recv_exit_status(), stdout.decode(errors="replace"),
+                stderr.decode(errors="replace"),
+            )  # fmt: skip
+        finally:
+            channel.close()
+
+    def check(self, command: str, timeout: float = 60.0) -> CommandResult:
+        """Like run(), but a non-zero exit status raises SSHError carrying stderr."""
+        result = self.run(command, timeout)
+        if not result.ok:
+            raise self._error(
+                f"guest command failed (exit {result.exit_status}): {command}\n"
+                f"stderr: {_tail(result.stderr.encode())}",
+                "see the command's stderr above and the guest console",
+            )
+        return result
+
+    def start(self, command: str) -> RemoteProcess:
+        """Start a long-running program (e.g. memhog) and talk to it line by line."""
+        return RemoteProcess(self, command, self._open_channel(command))
+
+    def _open_channel(self, command: str) -> paramiko.Channel:
+        if not self.connected or self._client is None:
+            raise self._error(
+                f"not connected to guest {self._where()} (running {command!r})",
+                "call connect() first; if it was connected, the guest may have died",
+            )
+        transport = self._client.get_transport()
+        assert transport is not None
+        try:
+            channel = transport.open_session(timeout=30.0)
+            channel.exec_command(command)
+        except (paramiko.SSHException, OSError, EOFError) as error:
+            raise self._error(
+                f"could not start guest command {command!r}: {error}",
+                "the SSH connection broke: look at the guest console",
+            ) from error
+        return channel
+
+    # ----------------------------------------------------------------- errors
+
+    def _where(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
+
+    def _error(self, message: str, hint: str) -> SSHError:
+        if self.console_tail is not None:
+            message = f"{message}\n--- guest console (tail) ---\n{self.console_tail()}"
+        return SSHError(message, hint)
+
+
+class RemoteProcess:
+    """A guest program started with GuestSSH.start(): line I/O with timeouts."""
+
+    def __init__(self, ssh: GuestSSH, command: str, channel: paramiko.Channel) -> None:
+        self.command = command
+        self._ssh = ssh
+        self._channel = channel
+        self._stdout = bytearray()
+        self._stderr = bytearray()
+        self._finished = False
+
+    def read_line(self, timeout: float = 60.0) -> str:
+        """The next stdout line without its newline; "" once stdout is closed (EOF)."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._stdout:
+            finished = _drain(self._channel, self._stdout, self._stderr)
+            if b"\n" in self._stdout:
+                break
+            if finished or (self._channel.eof_received and not self._channel.recv_ready()):
+                line, self._stdout = bytes(self._stdout), bytearray()
+                return line.decode(errors="replace")
+            if time.monotonic() > deadline:
+                raise self._ssh._error(
+                    f"no line from {self.command!r} within {timeout:.0f} s; "
+                    f"partial stdout: {_tail(self._stdout)}; stderr: {_tail(self._stderr)}",
+                    "check that the program flushes its output and is not stuck",
+                )
+            time.sleep(POLL_SECONDS)
+        line, _, rest = bytes(self._stdout).partition(b"\n")
+        self._stdout = bytearray(rest)
+        return line.decode(errors="replace")
+
+    def expect_line(self, expected: str, timeout: float = 60.0) -> str:
+        """Read one line and raise SSHError unless it equals `expected`."""
+        line = self.read_line(timeout)
+        if line != expected:
+            raise self._ssh._error(
+                f"{self.command!r} printed {line!r}, expected {expected!r}; "
+                f"stderr: {_tail(self._stderr)}",
+                "see the program's stderr and the guest console",
+            )
+        return line
+
+    def write_line(self, text: str = "") -> None:
+        self._channel.sendall((text + "\n").encode())
+
+    def close_stdin(self) -> None:
+        self._channel.shutdown_write()
+
+    def wait(self, timeout: float = 60.0) -> CommandResult:
+        """Wait for the program to exit; returns everything it printed that was not read."""
+        deadline = time.monotonic() + timeout
+        while not _drain(self._channel, self._stdout, self._stderr):
+            if time.monotonic() > deadline:
+                raise self._ssh._error(
+                    f"{self.command!r} did not exit within {timeout:.0f} s",
+                    "send it what it waits for (a line on stdin), or kill() it",
+                )
+            time.sleep(POLL_SECONDS)
+        self._finished = True
+        result = CommandResult(
+            self.command, self._channel.recv_exit_status(),
+            self._stdout.decode(errors="replace"), self._stderr.decode(errors="replace"),
+        )  # fmt: skip
+        self._channel.close()
+        return result
+
+    @property
+    def stderr_so_far(self) -> str:
+        return self._stderr.decode(errors="replace")
+
+    def kill(self) -> None:
+        """Drop the channel; dropbear then hangs up on the program."""
+        self._channel.close()
+
+    def __enter__(self) -> RemoteProcess:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._finished:
+            self.kill()
+
+
+def _drain(channel: paramiko.Channel, stdout: bytearray, stderr: bytearray) -> bool:
+    """Move whatever arrived into the buffers; True once the command exited and all is read."""
+    while channel.recv_ready():
+        stdout += channel.recv(READ_CHUNK)
+    while channel.recv_stderr_ready():
+        stderr += channel.recv_stderr(READ_CHUNK)
+    # Data precedes exit-status on the channel, so once the status is here all data is too.
+    return (
+        channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready()
+    )
+
+
+def _tail(data: bytes | bytearray, limit: int = 2000) -> str:
+    text = bytes(data).decode(errors="replace").strip()
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True if `host:port` can be bound right now (SO_REUSEADDR, as QEMU's hostfwd does)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_free_port(host: str = "127.0.0.1") -> int:
+    """A port the kernel considers free on `host` now (QEMU binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])

@@ -1,0 +1,481 @@
+"""GuestVM: one QEMU process, owned from launch to kill, with console watch, QMP and SSH.
+
+Lifecycle: check the port and the binary, launch QEMU (console to workdir/console.log,
+watched by a thread), wait for the ready marker "PHH-READY <boot-id>" that images/init prints,
+connect SSH; on exit ask QEMU to quit over QMP, then SIGKILL if it lingers. Every path
+(exceptions, KeyboardInterrupt, a forgotten close, interpreter exit, even the death of the
+Python process via PR_SET_PDEATHSIG) ends with the QEMU process gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import paramiko
+from qemu.qmp import QMPClient, QMPError
+
+from harness.errors import (
+    GuestNotReady,
+    GuestPanic,
+    PortInUse,
+    QemuMissing,
+    VMError,
+    VMLaunchFailure,
+)
+from harness.ssh import GuestSSH, pick_free_port, port_is_free
+
+QEMU_BINARY = "qemu-system-x86_64"
+READY_PREFIX = "PHH-READY"
+GUEST_SSH_PORT = 22
+# Console lines that mean the boot is lost (checked until the ready marker appears).
+FATAL_CONSOLE = re.compile(r"Kernel panic - not syncing|\bOops\b|\bBUG: ")
+# QEMU stderr lines that mean the accelerator cannot run this guest: fail fast, do not wait.
+FATAL_QEMU_OUTPUT = re.compile(r"KVM internal error|emulation failure|Could not access KVM")
+POLL_SECONDS = 0.05
+PANIC_GRACE_SECONDS = 1.0
+QMP_TIMEOUT_SECONDS = 10.0
+CONSOLE_TAIL_LINES = 40
+UNIX_SOCKET_MAX = 100  # sun_path is 108 bytes
+
+
+@dataclass
+class VMConfig:
+    """What to boot and how. `ssh_key` None: do not connect SSH (e.g. the KVM probe)."""
+
+    kernel: Path
+    initrd: Path
+    workdir: Path
+    memory_mib: int = 2048
+    smp: int = 1
+    accel: str = "tcg"
+    balloon: bool = True
+    free_page_reporting: bool = True
+    ssh_port: int | None = None
+    boot_timeout: float = 60.0
+    extra_cmdline: str = ""
+    ssh_key: paramiko.PKey | None = None
+    machine: str = "q35"
+    qemu_binary: str = QEMU_BINARY
+    shutdown_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class QemuPaths:
+    """Files of one QEMU run."""
+
+    console_log: Path
+    qemu_log: Path
+    qmp_socket: Path
+
+
+def kernel_cmdline(config: VMConfig, boot_id: str) -> str:
+    words = ["console=ttyS0", "panic=-1", *config.extra_cmdline.split(), f"phh.boot={boot_id}"]
+    return " ".join(words)
+
+
+def _opt(value: Path | str) -> str:
+    """Escape a value for QEMU's key=value option syntax (a comma is written twice)."""
+    return str(value).replace(",", ",,")
+
+
+def accel_args(accel: str) -> list[str]:
+    if accel == "kvm":
+        return ["-accel", "kvm", "-cpu", "host"]
+    if accel == "tcg":
+        return ["-accel", "tcg"]
+    raise ValueError(f"unknown accelerator {accel!r} (expected 'kvm' or 'tcg')")
+
+
+def balloon_args(config: VMConfig) -> list[str]:
+    if not config.balloon:
+        return []
+    reporting = "on" if config.free_page_reporting else "off"
+    return ["-device", f"virtio-balloon-pci,id=balloon0,free-page-reporting={reporting}"]
+
+
+def build_qemu_command(
+    config: VMConfig, ssh_port: int, boot_id: str, paths: QemuPaths
+) -> list[str]:
+    """The complete QEMU command line (pure: no I/O)."""
+    forward = f"tcp:127.0.0.1:{ssh_port}-:{GUEST_SSH_PORT}"
+    return [
+        config.qemu_binary,
+        "-machine", config.machine,
+        *accel_args(config.accel),
+        "-m", str(config.memory_mib),
+        "-smp", str(config.smp),
+        "-nographic", "-nodefaults", "-no-user-config", "-no-reboot",
+        "-kernel", str(config.kernel),
+        "-initrd", str(config.initrd),
+        "-append", kernel_cmdline(config, boot_id),
+        "-chardev", f"file,id=console0,path={_opt(paths.console_log)}",
+        "-serial", "chardev:console0",
+        "-chardev", f"socket,id=qmp0,path={_opt(paths.qmp_socket)},server=on,wait=off",
+        "-mon", "chardev=qmp0,mode=control",
+        "-netdev", f"user,id=n0,restrict=on,hostfwd={forward}",
+        "-device", "virtio-net-pci,netdev=n0",
+        *balloon_args(config),
+    ]  # fmt: skip
+
+
+def console_tail(text: str, lines: int = CONSOLE_TAIL_LINES) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+# Loaded up front: the child between fork and exec must not run the dynamic loader.
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
+
+
+def _set_parent_death_signal() -> None:
+    """In the QEMU child: get SIGKILL when the Python process dies, whatever the cause.
+
+    (Linux sends it when the thread that forked exits: start VMs from a long-lived thread.)
+    """
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _kill_process(process: subprocess.Popen[bytes]) -> None:
+    """Last resort (finalizer / atexit): SIGKILL and reap."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+
+
+class ConsoleWatcher(threading.Thread):
+    """Follows console.log line by line: flags the ready marker and the first fatal message.
+
+    It keeps watching after the guest is ready, so a later panic or oops is noticed too
+    (`fatal_line`, `fatal_after_ready`).
+    """
+
+    def __init__(self, path: Path, boot_id: str) -> None:
+        super().__init__(name=f"console-{boot_id}", daemon=True)
+        self.path = path
+        self._marker = f"{READY_PREFIX} {boot_id}"
+        self.ready = threading.Event()
+        self.fatal = threading.Event()
+        self.fatal_line: str | None = None
+        self.fatal_after_ready = False
+        self._stop_event = threading.Event()
+        self._partial = b""
+
+    def run(self) -> None:
+        offset = 0
+        while not self._stop_event.is_set():
+            offset = self._read_new(offset)
+            self._stop_event.wait(POLL_SECONDS)
+        self._read_new(offset)
+
+    def _read_new(self, offset: int) -> int:
+        try:
+            with open(self.path, "rb") as console:
+                console.seek(offset)
+                chunk = console.read()
+        except FileNotFoundError:
+            return offset
+        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        for line in lines:
+            self._check_line(line.decode(errors="replace").rstrip("\r"))
+        return offset + len(chunk)
+
+    def _check_line(self, line: str) -> None:
+        if line.strip() == self._marker:
+            self.ready.set()
+        elif self.fatal_line is None and FATAL_CONSOLE.search(line):
+            self.fatal_line = line
+            self.fatal_after_ready = self.ready.is_set()
+            self.fatal.set()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(timeout=5)
+
+
+class QMPConnection:
+    """A thin synchronous facade over qemu.qmp's async QMPClient, on a private event loop."""
+
+    def __init__(self, socket_path: Path, timeout: float = QMP_TIMEOUT_SECONDS) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._client = QMPClient("phh")
+        self._timeout = timeout
+        try:
+            self._run(self._client.connect(str(socket_path)))
+        except BaseException:
+            self._loop.close()
+            raise
+
+    def _run(self, awaitable: Any) -> Any:
+        return self._loop.run_until_complete(asyncio.wait_for(awaitable, self._timeout))
+
+    def execute(self, command: str, arguments: dict[str, object] | None = None) -> Any:
+        return self._run(self._client.execute(command, arguments))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._run(self._client.disconnect())
+        self._loop.close()
+
+
+class GuestVM:
+    """A context manager owning one QEMU process (see the module docstring)."""
+
+    def __init__(self, config: VMConfig) -> None:
+        self.config = config
+        self.boot_id = uuid.uuid4().hex[:12]
+        self.ssh_port = 0
+        self.command: list[str] = []
+        self.boot_seconds: float | None = None  # launch -> ready marker
+        self.ssh_seconds: float | None = None  # launch -> SSH connected
+        self._process: subprocess.Popen[bytes] | None = None
+        self._finalizer: weakref.finalize | None = None
+        self._watcher: ConsoleWatcher | None = None
+        self._qmp: QMPConnection | None = None
+        self._ssh: GuestSSH | None = None
+        self._private_dir: Path | None = None
+        self.paths = self._make_paths()
+
+    # ----------------------------------------------------------------- launch
+
+    def __enter__(self) -> GuestVM:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Launch QEMU, wait for the ready marker, connect SSH; on any failure, clean up."""
+        if self._process is not None:
+            raise VMLaunchFailure(f"VM {self.boot_id} was already started", "use a new GuestVM")
+        self._check_inputs()
+        self.ssh_port = self._choose_port()
+        self.command = build_qemu_command(self.config, self.ssh_port, self.boot_id, self.paths)
+        try:
+            launched = time.monotonic()
+            self._launch()
+            self._wait_until_ready(launched + self.config.boot_timeout)
+            self.boot_seconds = time.monotonic() - launched
+            if self.config.ssh_key is not None:
+                self._connect_ssh(launched + self.config.boot_timeout)
+                self.ssh_seconds = time.monotonic() - launched
+        except BaseException:
+            self.close()
+            raise
+
+    def _make_paths(self) -> QemuPaths:
+        workdir = self.config.workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        socket_path = workdir / "qmp.sock"
+        if len(str(socket_path)) > UNIX_SOCKET_MAX:
+            # A long workdir would overflow sun_path: keep the socket in a short private dir.
+            self._private_dir = Path(tempfile.mkdtemp(prefix="phh-qmp-"))
+            socket_path = self._private_dir / "qmp.sock"
+        return QemuPaths(workdir / "console.log", workdir / "qemu.log", socket_path)
+
+    def _check_inputs(self) -> None:
+        config = self.config
+        if shutil.which(config.qemu_binary) is None:
+            raise QemuMissing(
+                f"QEMU binary {config.qemu_binary!r} not found",
+                "apt-get install qemu-system-x86",
+            )
+        for what, path in (("kernel", config.kernel), ("initrd", config.initrd)):
+            if not Path(path).is_file():
+                raise VMLaunchFailure(f"{what} {path} does not exist", f"build the {what} first")
+        if config.ssh_port is not None and not port_is_free(config.ssh_port):
+            raise PortInUse(
+                f"127.0.0.1:{config.ssh_port} (requested SSH forward port) is already in use",
+                "pick another ssh_port, or leave it None to get a free one",
+            )
+
+    def _choose_port(self) -> int:
+        return self.config.ssh_port if self.config.ssh_port is not None else pick_free_port()
+
+    def _launch(self) -> None:
+        for stale in (self.paths.console_log, self.paths.qmp_socket):
+            stale.unlink(missing_ok=True)
+        self.paths.console_log.touch()
+        self._watcher = ConsoleWatcher(self.paths.console_log, self.boot_id)
+        self._watcher.start()
+        with open(self.paths.qemu_log, "wb") as qemu_log:
+            try:
+                self._process = subprocess.Popen(
+                    self.command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=qemu_log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # a terminal ^C reaches Python, which cleans up
+                    preexec_fn=_set_parent_death_signal,
+                )
+            except FileNotFoundError as error:
+                raise QemuMissing(
+                    f"QEMU binary {self.config.qemu_binary!r} not found",
+                    "apt-get install qemu-system-x86",
+                ) from error
+        self._finalizer = weakref.finalize(self, _kill_process, self._process)
+
+    def _wait_until_ready(self, deadline: float) -> None:
+        """Return once the ready marker is on the console; raise on panic, exit or deadline."""
+        assert self._watcher is not None
+        while True:
+            # Fatal output is checked first: a BUG before the marker fails the boot.
+            if self._watcher.fatal.is_set() and not self._watcher.fatal_after_ready:
+                time.sleep(PANIC_GRACE_SECONDS)  # let the rest of the trace reach the log
+                raise self._panic_error()
+            if self._watcher.ready.is_set():
+                return
+            self._raise_if_qemu_failed()
+            if time.monotonic() > deadline:
+                raise GuestNotReady(
+                    f"guest {self.boot_id} printed no '{READY_PREFIX} {self.boot_id}' within "
+                    f"{self.config.boot_timeout:.0f} s\n--- console (tail) ---\n"
+                    f"{self.console_tail()}",
+                    f"see {self.paths.console_log}; raise boot_timeout if the boot was slow",
+                )
+            time.sleep(POLL_SECONDS)
+
+    def _raise_if_qemu_failed(self) -> None:
+        assert self._watcher is not None and self._process is not None
+        if self._process.poll() is not None:
+            self._watcher.stop()  # reads the console to its end
+            if self._watcher.fatal.is_set() or FATAL_CONSOLE.search(self.console_text()):
+                raise self._panic_error()
+            raise self._launch_failure(f"QEMU exited with status {self._process.returncode}")
+        if FATAL_QEMU_OUTPUT.search(self.qemu_output()):
+            raise self._launch_failure("QEMU reported that the accelerator failed")
+
+    def _connect_ssh(self, deadline: float) -> None:
+        assert self.config.ssh_key is not None
+        ssh = GuestSSH(port=self.ssh_port, key=self.config.ssh_key, console_tail=self.console_tail)
+        ssh.connect(timeout=max(5.0, deadline - time.monotonic()))
+        self._ssh = ssh
+
+    def _panic_error(self) -> GuestPanic:
+        return GuestPanic(
+            f"guest kernel {self.config.kernel} failed during boot "
+            f"{self.boot_id}\n--- console (tail) ---\n{self.console_tail()}",
+            f"full console: {self.paths.console_log}",
+        )
+
+    def _launch_failure(self, what: str) -> VMLaunchFailure:
+        return VMLaunchFailure(
+            f"{what}\ncommand: {' '.join(self.command)}\n--- QEMU output ---\n"
+            f"{self.qemu_output().strip()}\n--- console (tail) ---\n{self.console_tail()}",
+            f"QEMU log: {self.paths.qemu_log}",
+        )
+
+    # ----------------------------------------------------------------- running VM
+
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise VMLaunchFailure(f"VM {self.boot_id} is not running", "start() it first")
+        return self._process.pid
+
+    @property
+    def console_log(self) -> Path:
+        return self.paths.console_log
+
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def console_text(self) -> str:
+        """Everything the guest printed on its console so far."""
+        try:
+            return self.paths.console_log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def console_problem(self) -> str | None:
+        """The first panic/oops/BUG line the console showed (before or after ready), if any."""
+        return self._watcher.fatal_line if self._watcher is not None else None
+
+    def console_tail(self, lines: int = CONSOLE_TAIL_LINES) -> str:
+        return console_tail(self.console_text(), lines)
+
+    def qemu_output(self) -> str:
+        try:
+            return self.paths.qemu_log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    @property
+    def ssh(self) -> GuestSSH:
+        if self._ssh is None:
+            raise VMLaunchFailure(
+                f"VM {self.boot_id} has no SSH connection",
+                "pass VMConfig.ssh_key (and a run initrd with its public key)",
+            )
+        return self._ssh
+
+    def qmp_execute(self, command: str, arguments: dict[str, object] | None = None) -> Any:
+        """Run a QMP command (e.g. "query-balloon") and return its "return" value."""
+        if not self.is_running():
+            raise VMLaunchFailure(f"VM {self.boot_id} is not running", "start() it first")
+        try:
+            if self._qmp is None:
+                self._qmp = QMPConnection(self.paths.qmp_socket)
+            return self._qmp.execute(command, arguments)
+        except (QMPError, OSError, TimeoutError) as error:
+            raise VMError(
+                f"QMP command {command} {arguments or ''} failed on VM {self.boot_id}: {error}",
+                f"QMP socket {self.paths.qmp_socket}; does this VM have the device it asks about?",
+            ) from error
+
+    # ----------------------------------------------------------------- shutdown
+
+    def close(self) -> None:
+        """Stop the guest: QMP quit, then SIGKILL after shutdown_timeout. Idempotent."""
+        if self._ssh is not None:
+            self._ssh.close()
+            self._ssh = None
+        try:
+            if self.is_running():
+                self._quit_politely()
+        finally:
+            self._kill_and_reap()
+            if self._qmp is not None:
+                self._qmp.close()
+                self._qmp = None
+            if self._watcher is not None:
+                self._watcher.stop()
+            if self._private_dir is not None:
+                shutil.rmtree(self._private_dir, ignore_errors=True)
+
+    def _quit_politely(self) -> None:
+        assert self._process is not None
+        if self._qmp is not None or self.paths.qmp_socket.exists():
+            with contextlib.suppress(Exception):
+                self.qmp_execute("quit")
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(timeout=self.config.shutdown_timeout)
+
+    def _kill_and_reap(self) -> None:
+        if self._process is not None:
+            _kill_process(self._process)
+        if self._finalizer is not None:
+            self._finalizer.detach()

@@ -1,0 +1,95 @@
+/*
+ * memhog: allocate and touch anonymous memory, hold it until told, then give it back.
+ *
+ *   memhog [--cycles N] <MiB>
+ *
+ * Each cycle: mmap <MiB> of anonymous memory, write to every page, print "touched <MiB>",
+ * block until a line (or EOF) arrives on stdin, munmap, print "released". Exit 0 after the
+ * last cycle; errors go to stderr with exit status 1. Output is flushed after every line so
+ * that the harness can follow it over SSH.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static int parse_positive(const char *text, long *out)
+{
+	char *end;
+	long value;
+
+	errno = 0;
+	value = strtol(text, &end, 10);
+	if (errno || end == text || *end != '\0' || value <= 0)
+		return -1;
+	*out = value;
+	return 0;
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: memhog [--cycles N] <MiB>\n");
+	exit(1);
+}
+
+/* Block until a full line or EOF on stdin; the content does not matter. */
+static void wait_for_line(void)
+{
+	char line[256];
+
+	while (fgets(line, sizeof(line), stdin)) {
+		if (strchr(line, '\n'))
+			return;
+	}
+}
+
+static int one_cycle(long mib, long page_size)
+{
+	size_t length = (size_t)mib << 20;
+	char *memory;
+	size_t offset;
+
+	memory = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (memory == MAP_FAILED) {
+		fprintf(stderr, "memhog: mmap of %ld MiB failed: %s\n", mib, strerror(errno));
+		return -1;
+	}
+	/* A non-zero byte per page: the kernel must back every page with a real frame. */
+	for (offset = 0; offset < length; offset += (size_t)page_size)
+		memory[offset] = (char)(offset / (size_t)page_size) | 1;
+	printf("touched %ld\n", mib);
+	fflush(stdout);
+
+	wait_for_line();
+
+	if (munmap(memory, length) != 0) {
+		fprintf(stderr, "memhog: munmap failed: %s\n", strerror(errno));
+		return -1;
+	}
+	printf("released\n");
+	fflush(stdout);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	long cycles = 1, mib, page_size, i;
+	int arg = 1;
+
+	if (argc > 1 && strcmp(argv[1], "--cycles") == 0) {
+		if (argc < 3 || parse_positive(argv[2], &cycles) != 0)
+			usage();
+		arg = 3;
+	}
+	if (argc != arg + 1 || parse_positive(argv[arg], &mib) != 0)
+		usage();
+
+	page_size = sysconf(_SC_PAGESIZE);
+	for (i = 0; i < cycles; i++) {
+		if (one_cycle(mib, page_size) != 0)
+			return 1;
+	}
+	return 0;
+}
