@@ -1,0 +1,338 @@
+"""Build a bzImage for (source, series, fragments), with a content-keyed artifact cache.
+
+Worktree: cache work/<name>, one per (source commit, series digest, fragments digest),
+reused while its marker says that series is applied (so rebuilds are incremental).
+Cache key: sha256 over source version + commit, series digest, the final .config and the
+compiler version; a hit returns without running make.
+"""
+
+from __future__ import annotations
+
+import enum
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from harness.errors import BuildError
+from harness.kconfig import configure, merge_fragments
+from harness.paths import KCONFIG_DIR, cache_dir
+from harness.progress import step
+from harness.series import Series, apply_series
+from harness.source import KernelSource, make_worktree, run_git, worktree_path
+
+log = logging.getLogger("harness.build")
+
+SERIES_MARKER = ".phh-series.json"  # in the worktree: which series was applied on top
+BUILD_TIMESTAMP = "2019-07-24"  # fixed: identical inputs give identical images
+PROGRESS_INTERVAL = 30.0
+MAX_ERROR_LINES = 30
+ERROR_CONTEXT = 2
+DEFAULT_FRAGMENTS = (KCONFIG_DIR / "base.config", KCONFIG_DIR / "reporting.config")
+MAKE_VARIABLES = (
+    "CC=ccache gcc",
+    "HOSTCC=ccache gcc",
+    "KBUILD_BUILD_USER=harness",
+    "KBUILD_BUILD_HOST=harness",
+    f"KBUILD_BUILD_TIMESTAMP={BUILD_TIMESTAMP}",
+)
+ARTIFACTS = ("bzImage", ".config", "build.log", "meta.json")
+
+
+class MakeError(BuildError):
+    """make failed: `errors` are the compiler's error lines (with context), `log` the full log.
+
+    (Subclass kept here until errors.BuildError itself carries these fields.)
+    """
+
+    def __init__(self, message: str, hint: str, errors: list[str], log: Path) -> None:
+        super().__init__(message, hint)
+        self.errors = errors
+        self.log = log
+
+
+class BuildStatus(enum.Enum):
+    SUCCESS = "success"  # built now
+    CACHED = "cached"  # same key built before: artifacts from the cache, make not run
+    FAILURE = "failure"  # for callers that record failures; build_kernel raises BuildError
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    source: KernelSource
+    series: Series
+    fragments: tuple[Path, ...] = DEFAULT_FRAGMENTS
+    jobs: int = 3
+    name: str | None = None  # worktree name; default derived from commit + series digest
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    status: BuildStatus
+    bzimage: Path
+    config: Path
+    log: Path
+    key: str
+    duration: float
+
+
+def build_kernel(req: BuildRequest) -> BuildResult:
+    """Worktree with the series, configure, then the cached artifacts or a fresh build."""
+    started = time.monotonic()
+    name = req.name or worktree_name(req.source, req.series, req.fragments)
+    with _worktree_lock(name):
+        tree = prepare_worktree(req.source, req.series, name)
+        config = configure(tree, req.fragments, make_args=MAKE_VARIABLES, env=make_env(tree))
+        key = build_key(req.source, req.series, config)
+        cached = cached_build(key)
+        if cached is not None:
+            log.info("build %s: cache hit (%s)", key[:12], cached)
+            return _result(BuildStatus.CACHED, cached, key, time.monotonic() - started)
+        logfile = cache_dir("logs") / f"build-{tree.name}-{key[:12]}.log"
+        with step(f"make bzImage in {tree}", logfile):
+            _run_make(tree, req.jobs, logfile)
+        duration = time.monotonic() - started
+        artifacts = _store_artifacts(req, tree, key, logfile, duration)
+    return _result(BuildStatus.SUCCESS, artifacts, key, duration)
+
+
+@contextmanager
+def _worktree_lock(name: str) -> Iterator[None]:
+    """One build per worktree at a time (two makes in one tree corrupt it)."""
+    with (cache_dir("locks") / f"{name}.lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another build in worktree %s", name)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def worktree_name(source: KernelSource, series: Series, fragments: tuple[Path, ...]) -> str:
+    """<source commit>-<series digest>-<fragments digest>: one worktree per configuration,
+    so that switching between e.g. the stock and the debug config does not rebuild all."""
+    return f"{source.commit[:12]}-{series.digest[:12]}-{fragments_digest(fragments)[:8]}"
+
+
+def fragments_digest(fragments: tuple[Path, ...]) -> str:
+    """Over the merged options, so that comments and paths do not matter."""
+    options = sorted(merge_fragments(fragments).items())
+    return hashlib.sha256(json.dumps(options).encode()).hexdigest()
+
+
+def prepare_worktree(source: KernelSource, series: Series, name: str) -> Path:
+    """Worktree `name` with `series` applied: reused when its marker matches, else made fresh."""
+    marker = _series_marker(source, series)
+    path = worktree_path(name)
+    if _marker_matches(path, marker):
+        return make_worktree(source, name, reuse=True)
+    tree = make_worktree(source, name)  # reset hard + clean: the old marker goes too
+    if series.patches:
+        with step(f"applying {len(series.patches)} patches of {series.name} to {tree}"):
+            apply_series(tree, series)
+    head = run_git(["rev-parse", "HEAD"], tree).stdout.strip()
+    (tree / SERIES_MARKER).write_text(json.dumps({**marker, "head": head}, indent=1) + "\n")
+    return tree
+
+
+def _series_marker(source: KernelSource, series: Series) -> dict[str, str]:
+    return {"source_commit": source.commit, "series": series.name, "digest": series.digest}
+
+
+def _marker_matches(tree: Path, expected: dict[str, str]) -> bool:
+    try:
+        recorded = json.loads((tree / SERIES_MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    if any(recorded.get(field) != value for field, value in expected.items()):
+        return False
+    head = run_git(["rev-parse", "HEAD"], tree, check=False).stdout.strip()
+    return head == recorded.get("head")
+
+
+def compiler_version() -> str:
+    result = subprocess.run(["gcc", "--version"], capture_output=True, text=True, check=True)
+    return result.stdout.splitlines()[0].strip()
+
+
+def build_key(source: KernelSource, series: Series, config: Path) -> str:
+    digest = hashlib.sha256()
+    for part in (source.version, source.commit, series.digest, compiler_version()):
+        digest.update(part.encode() + b"\0")
+    digest.update(config.read_bytes())
+    return digest.hexdigest()
+
+
+def cached_build(key: str) -> Path | None:
+    directory = cache_dir("builds") / key
+    if all((directory / name).is_file() for name in ARTIFACTS):
+        return directory
+    return None
+
+
+def _result(status: BuildStatus, directory: Path, key: str, duration: float) -> BuildResult:
+    return BuildResult(
+        status=status,
+        bzimage=directory / "bzImage",
+        config=directory / ".config",
+        log=directory / "build.log",
+        key=key,
+        duration=duration,
+    )
+
+
+# --- make ----------------------------------------------------------------------------------
+
+
+def make_command(jobs: int) -> list[str]:
+    return ["nice", "-n", "10", "make", f"-j{jobs}", *MAKE_VARIABLES, "bzImage"]
+
+
+def make_env(tree: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "CCACHE_DIR": str(cache_dir("ccache")),
+        "CCACHE_BASEDIR": str(tree),
+        "LC_ALL": "C",
+    }
+
+
+def _run_make(tree: Path, jobs: int, logfile: Path) -> None:
+    """make bzImage with output to `logfile` only; progress lines every ~30 s."""
+    env = make_env(tree)
+    started = time.monotonic()
+    with logfile.open("w") as out:
+        proc = subprocess.Popen(
+            make_command(jobs),
+            cwd=tree,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,  # its own process group, so that it can be stopped whole
+        )
+        tracker = _OutputTracker(proc, out)
+        tracker.start()
+        try:
+            while True:
+                try:
+                    proc.wait(timeout=PROGRESS_INTERVAL)
+                    break
+                except subprocess.TimeoutExpired:
+                    log.info("make: %.0f s, %s", time.monotonic() - started, tracker.last_step)
+        except BaseException:
+            _stop(proc)
+            raise
+        finally:
+            tracker.join()
+    if proc.returncode != 0:
+        errors = error_lines(logfile.read_text(errors="replace").splitlines())
+        raise MakeError(
+            f"make bzImage failed in {tree} (exit {proc.returncode}); log: {logfile}\n"
+            + "\n".join(errors),
+            f"fix the errors above (full output in {logfile}) and build again",
+            errors,
+            logfile,
+        )
+
+
+class _OutputTracker(threading.Thread):
+    """Copies make's output into the log and remembers the last build step it printed."""
+
+    def __init__(self, proc: subprocess.Popen[str], out: TextIO) -> None:
+        super().__init__(daemon=True)
+        self.proc, self.out = proc, out
+        self.last_step = "starting"
+
+    def run(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.out.write(line)
+            if re.match(r"^\s+(CC|LD|AR|AS|OBJCOPY|GEN|HOSTCC)\s", line):
+                self.last_step = line.strip()
+        self.out.flush()
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """Terminate make and every compiler it started (its process group)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def error_lines(lines: list[str]) -> list[str]:
+    """Lines with 'error:' (and make's 'Error N'), with a little context, at most ~30."""
+    hits = [i for i, line in enumerate(lines) if re.search(r"error:|\*\*\* .*Error \d+", line)]
+    wanted: list[int] = []
+    for hit in hits:
+        for index in range(max(0, hit - ERROR_CONTEXT), min(len(lines), hit + ERROR_CONTEXT + 1)):
+            if index not in wanted:
+                wanted.append(index)
+    if not wanted:
+        wanted = list(range(max(0, len(lines) - 10), len(lines)))
+    return [lines[i] for i in sorted(wanted)][:MAX_ERROR_LINES]
+
+
+# --- artifacts -----------------------------------------------------------------------------
+
+
+def _store_artifacts(
+    req: BuildRequest, tree: Path, key: str, logfile: Path, duration: float
+) -> Path:
+    """Copy bzImage, .config, build.log, meta.json into builds/<key> (temp dir + rename)."""
+    target = cache_dir("builds") / key
+    scratch = target.with_name(f".{key}.{os.getpid()}")
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    try:
+        shutil.copy2(tree / "arch/x86/boot/bzImage", scratch / "bzImage")
+        shutil.copy2(tree / ".config", scratch / ".config")
+        shutil.copy2(logfile, scratch / "build.log")
+        (scratch / "meta.json").write_text(json.dumps(_meta(req, tree, key, duration), indent=1))
+        if target.exists():  # a complete copy from a concurrent build, or a broken one
+            shutil.rmtree(target)
+        scratch.rename(target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target
+
+
+def _meta(req: BuildRequest, tree: Path, key: str, duration: float) -> dict[str, object]:
+    return {
+        "key": key,
+        "source": {
+            "kind": req.source.kind,
+            "version": req.source.version,
+            "commit": req.source.commit,
+            "path": str(req.source.path),
+        },
+        "series": {
+            "name": req.series.name,
+            "digest": req.series.digest,
+            "patches": [str(p) for p in req.series.patches],
+        },
+        "fragments": [str(f) for f in req.fragments],
+        "compiler": compiler_version(),
+        "worktree": str(tree),
+        "make": make_command(req.jobs),
+        "duration_s": round(duration, 1),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }

@@ -1,0 +1,127 @@
+"""Command line: `python -m harness build|boot|run`.
+
+build  build one revision's kernel (cached) and print where the bzImage is
+boot   build, boot it in QEMU, print the ssh command, and keep it up until Ctrl-C
+run    the scenario suite (`pytest harness/` with the same options)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.paths import REPO_ROOT, cache_dir
+from harness.pipeline import Pipeline, ssh_command
+from harness.revisions import DEFAULT_SERIES, resolve
+
+
+def _revision(args: argparse.Namespace):
+    rev = resolve(args.revision)
+    extra = tuple(Path(p).resolve() for p in args.kconfig)
+    rev = rev.with_extra_fragments(extra)
+    return rev.with_debug() if args.debug else rev
+
+
+def _pipeline(args: argparse.Namespace) -> Pipeline:
+    tree = Path(args.kernel_source).resolve() if args.kernel_source else None
+    return Pipeline(
+        kernel_tree=tree,
+        accel_request=getattr(args, "accel", "auto"),
+        memory_mib=getattr(args, "guest_mem", 2048),
+        jobs=args.jobs,
+    )
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    result = _pipeline(args).build(_revision(args))
+    print(f"bzImage: {result.bzimage}\nconfig:  {result.config}\nlog:     {result.log}")
+    return 0
+
+
+def cmd_boot(args: argparse.Namespace) -> int:
+    pipeline = _pipeline(args)
+    rev = _revision(args)
+    workdir = Path(tempfile.mkdtemp(prefix="boot-", dir=cache_dir("runs")))
+    with pipeline.guest(rev, workdir, free_page_reporting=not args.no_reporting) as vm:
+        print(f"{rev.name} is up (QEMU pid {vm.pid}, console log {vm.console_log}).")
+        print("ssh command:\n  " + ssh_command(vm))
+        print("Ctrl-C to shut it down.", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            print("\nshutting down")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
+    import pytest
+
+    argv = [str(REPO_ROOT / "harness"), "-p", "no:cacheprovider", "-v", *pytest_args]
+    return int(pytest.main(argv))
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--kernel-source", metavar="PATH", help="kernel tree (default: Debian's linux-source-6.1)"
+    )
+    p.add_argument(
+        "--revision",
+        default=DEFAULT_SERIES.name,
+        help="stock | hinting-v2 | hinting-v2-fixed | PATH to a series or mbox "
+        f"(default {DEFAULT_SERIES.name})",
+    )
+    p.add_argument(
+        "--kconfig",
+        action="append",
+        default=[],
+        metavar="FRAGMENT",
+        help="extra kconfig fragment; repeatable",
+    )
+    p.add_argument("--debug", action="store_true", help="add kconfigs/debug.config")
+    p.add_argument("--jobs", type=int, default=3)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="python -m harness",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = top.add_subparsers(dest="command", required=True)
+    _common(sub.add_parser("build", help="build a revision's kernel"))
+    boot = sub.add_parser("boot", help="boot a revision and print the ssh command")
+    _common(boot)
+    boot.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
+    boot.add_argument("--guest-mem", type=int, default=2048)
+    boot.add_argument(
+        "--no-reporting", action="store_true", help="free-page-reporting=off on the balloon"
+    )
+    sub.add_parser(
+        "run",
+        help="run the scenario suite; other arguments go to pytest "
+        "(e.g. --revisions stock --series DIR --results DIR)",
+    )
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    args, rest = parser().parse_known_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args, rest)
+        if rest:
+            parser().error("unrecognised arguments: " + shlex.join(rest))
+        return {"build": cmd_build, "boot": cmd_boot}[args.command](args)
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

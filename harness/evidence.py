@@ -1,0 +1,57 @@
+"""Saving what a scenario saw, so a failure can be read after the run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from harness.report import plot_rss
+from harness.workloads import ReleaseMeasurement
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {
+            ("/".join(map(str, k)) if isinstance(k, tuple) else str(k)): _jsonable(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def save_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(_jsonable(value), indent=1, sort_keys=True) + "\n")
+
+
+def save_measurement(directory: Path, label: str, m: ReleaseMeasurement) -> None:
+    """rss.csv (time series), rss.png and measurement.json (summary) for one release."""
+    with (directory / "rss.csv").open("w") as f:
+        f.write("t_since_release_s,rss_bytes\n")
+        for s in m.samples:
+            f.write(f"{s.t - m.released_at:.3f},{s.rss_bytes}\n")
+    summary = {
+        "label": label,
+        "mib": m.mib,
+        "baseline_rss": m.baseline_rss,
+        "peak_rss": m.peak_rss,
+        "final_rss": m.final_rss,
+        "returned_bytes": m.returned_bytes,
+        "seconds_to_90pct": m.seconds_to_90pct,
+        "watched_s": round(m.watched_s, 2),
+    }
+    save_json(directory / "measurement.json", summary)
+    plot_rss({label: m.samples}, directory / "rss.png", {label: m.released_at})
+
+
+def save_console(directory: Path, console_log: Path) -> None:
+    target = directory / "console.log"
+    if console_log.exists() and console_log.resolve() != target.resolve():
+        shutil.copyfile(console_log, target)

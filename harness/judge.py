@@ -1,0 +1,392 @@
+"""Verdict on what a kernel with the v2 hinting series shows, against the model's rules.
+
+Input: `GuestObservations` (zoneinfo, buddyinfo, pagetypeinfo, the series' debugfs dump)
+and, optionally, the QEMU RSS series. Output: a `Verdict`, a list of named checks, each
+with the numbers it compared. Rules and their reasons are in docs/MODEL.md; the idle rule
+is `harness.model.idle`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+from harness.errors import HarnessError
+from harness.model.idle import idle_unhinted_bound
+from harness.procfs import PAGE_SIZE, GuestObservations, HintingListState, HintingState
+
+MiB = 1 << 20
+
+ZoneKey = tuple[int, str]  # (node, zone)
+
+
+class Status(Enum):
+    PASS = "PASS"
+    FAIL = "FAIL"
+    NOT_APPLICABLE = "N/A"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+
+    @property
+    def passed(self) -> bool:
+        return self.status is not Status.FAIL
+
+    def __str__(self) -> str:
+        return f"[{self.status.value}] {self.name}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    checks: tuple[Check, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    @property
+    def failures(self) -> tuple[Check, ...]:
+        return tuple(check for check in self.checks if not check.passed)
+
+    def check(self, name: str) -> Check:
+        for check in self.checks:
+            if check.name == name:
+                return check
+        raise KeyError(f"no check named {name!r}; have {[c.name for c in self.checks]}")
+
+    def __add__(self, other: Verdict) -> Verdict:
+        return Verdict(self.checks + other.checks)
+
+    def __str__(self) -> str:
+        head = "PASS" if self.passed else f"FAIL ({len(self.failures)} of {len(self.checks)})"
+        return "\n".join([f"verdict: {head}", *(f"  {check}" for check in self.checks)])
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """Tolerances. The defaults suit a quiescent guest: files are read one after another,
+    so counts that a running allocator changes in between may differ by `*_tolerance`."""
+
+    require_idle: bool = False  # every zone must show requested=0 active=0
+    free_tolerance: int = 0  # |debugfs free - pagetypeinfo free| per list, per order
+    hinted_tolerance: int = 0  # |zoneinfo hinted_order_o - sum of debugfs hinted|
+    rss_abs_tolerance: int = 32 * MiB
+    rss_rel_tolerance: float = 0.10  # QEMU's own balloon test allows 10%
+
+
+class ReleaseFigures(Protocol):
+    """What harness.workloads.ReleaseMeasurement carries (duck-typed: no import cycle)."""
+
+    baseline_rss: int
+    peak_rss: int
+    final_rss: int
+
+
+@dataclass(frozen=True)
+class RssEvidence:
+    """QEMU process RSS in bytes: before the load, its maximum, and at the end."""
+
+    baseline: int
+    peak: int
+    final: int
+
+    @classmethod
+    def from_samples(cls, samples: Sequence[tuple[float, int]]) -> RssEvidence:
+        """(time, rss_bytes) samples: first is the baseline, max the peak, last the end."""
+        if not samples:
+            raise HarnessError("no RSS samples to judge", "sample the QEMU RSS during the run")
+        values = [rss for _, rss in sorted(samples)]
+        return cls(baseline=values[0], peak=max(values), final=values[-1])
+
+    @classmethod
+    def from_measurement(cls, measurement: ReleaseFigures) -> RssEvidence:
+        return cls(measurement.baseline_rss, measurement.peak_rss, measurement.final_rss)
+
+
+# -- entry points --------------------------------------------------------------------------
+def judge(
+    obs: GuestObservations,
+    rss: RssEvidence | Sequence[tuple[float, int]] | None = None,
+    *,
+    hinted_before_bytes: int = 0,
+    config: JudgeConfig | None = None,
+) -> Verdict:
+    """Kernel-side consistency plus, when RSS is given, the host-side release check."""
+    config = config or JudgeConfig()
+    verdict = judge_kernel(obs, config)
+    if rss is not None:
+        evidence = rss if isinstance(rss, RssEvidence) else RssEvidence.from_samples(rss)
+        verdict += Verdict((judge_rss(hinted_bytes(obs), evidence, hinted_before_bytes, config),))
+    return verdict
+
+
+def judge_kernel(obs: GuestObservations, config: JudgeConfig | None = None) -> Verdict:
+    """Checks that need no host data; valid on any snapshot, busy or idle."""
+    config = config or JudgeConfig()
+    state = obs.hinting
+    if state is None or not state.device:
+        why = "no debugfs page_hinting/state" if state is None else "device 0"
+        return Verdict((Check("hinting_present", Status.FAIL, f"{why}: nothing to judge"),))
+    checks = [
+        Check("hinting_present", Status.PASS, f"{len(state.lists)} lists, refcnt {state.refcnt}"),
+        _check_min_order(obs, state),
+        _check_lists_hinted_le_free(state),
+        _check_tail_block(state),
+        _check_zoneinfo_matches_debugfs(obs, state, config),
+        _check_hinted_le_free_per_order(obs, state, config),
+        _check_free_counts_agree(obs, state, config),
+        _check_refcnt(state),
+        _check_idle_rule(obs, state, config),
+    ]
+    return Verdict(tuple(checks))
+
+
+def judge_rss(
+    hinted_after_bytes: int,
+    rss: RssEvidence,
+    hinted_before_bytes: int = 0,
+    config: JudgeConfig | None = None,
+) -> Check:
+    """The RSS drop from the peak must cover the newly hinted bytes, minus a tolerance.
+
+    Only pages the load touched can leave the RSS, so the expectation is capped by the
+    growth during the load (peak - baseline). Tolerance: max(abs, rel * expected).
+    """
+    config = config or JudgeConfig()
+    newly_hinted = max(0, hinted_after_bytes - hinted_before_bytes)
+    expected = min(newly_hinted, max(0, rss.peak - rss.baseline))
+    tolerance = max(config.rss_abs_tolerance, round(config.rss_rel_tolerance * expected))
+    drop = rss.peak - rss.final
+    status = Status.PASS if drop >= expected - tolerance else Status.FAIL
+    detail = (
+        f"RSS drop {_mib(drop)} (peak {_mib(rss.peak)} -> final {_mib(rss.final)}, "
+        f"baseline {_mib(rss.baseline)}); expected >= {_mib(expected)} - {_mib(tolerance)} "
+        f"(newly hinted {_mib(newly_hinted)}, growth {_mib(rss.peak - rss.baseline)})"
+    )
+    return Check("rss_drop_covers_hinted", status, detail)
+
+
+def hinted_bytes(obs: GuestObservations) -> int:
+    """Bytes the zoneinfo hinted_order_<o> counts stand for, all zones."""
+    return sum(
+        count * (PAGE_SIZE << order)
+        for zone in obs.zoneinfo
+        for order, count in zone.hinted.items()
+    )
+
+
+# -- individual checks ---------------------------------------------------------------------
+def _result(name: str, problems: list[str], ok_detail: str) -> Check:
+    if problems:
+        shown = "; ".join(problems[:12])
+        more = f" (+{len(problems) - 12} more)" if len(problems) > 12 else ""
+        return Check(name, Status.FAIL, shown + more)
+    return Check(name, Status.PASS, ok_detail)
+
+
+def _where(entry: HintingListState) -> str:
+    return f"node {entry.node} {entry.zone} order {entry.order} {entry.migratetype}"
+
+
+def _check_min_order(obs: GuestObservations, state: HintingState) -> Check:
+    block_order = obs.pagetypeinfo.pageblock_order
+    problems = []
+    if state.min_order != block_order:
+        problems.append(f"min_order {state.min_order} != pageblock_order {block_order}")
+    detail = f"min_order {state.min_order}, hwm {state.hwm}, capacity {state.capacity}"
+    return _result("min_order_is_pageblock_order", problems, detail)
+
+
+def _check_lists_hinted_le_free(state: HintingState) -> Check:
+    problems = [
+        f"{_where(e)}: hinted {e.hinted} > free {e.free}" for e in state.lists if e.hinted > e.free
+    ]
+    return _result("hinted_le_free_per_list", problems, f"{len(state.lists)} lists")
+
+
+def _check_tail_block(state: HintingState) -> Check:
+    """Hinted entries are one block at the tail: first_hinted == free - hinted."""
+    problems = []
+    for e in state.lists:
+        if e.hinted == 0:
+            if e.first_hinted != -1:
+                problems.append(f"{_where(e)}: hinted 0 but first_hinted {e.first_hinted}")
+        elif not e.contiguous_tail or e.first_hinted != e.free - e.hinted:
+            problems.append(
+                f"{_where(e)}: {e.hinted} hinted of {e.free}, first at {e.first_hinted} "
+                f"(tail block would start at {e.free - e.hinted}), "
+                f"contiguous_tail {int(e.contiguous_tail)}"
+            )
+    blocks = sum(1 for e in state.lists if e.hinted)
+    return _result("hinted_tail_block", problems, f"{blocks} lists hold a hinted tail block")
+
+
+def _debugfs_sums(state: HintingState) -> dict[ZoneKey, dict[int, tuple[int, int]]]:
+    """(node, zone) -> order -> (free, hinted) summed over migratetypes."""
+    sums: dict[ZoneKey, dict[int, tuple[int, int]]] = defaultdict(dict)
+    for e in state.lists:
+        free, hinted = sums[(e.node, e.zone)].get(e.order, (0, 0))
+        sums[(e.node, e.zone)][e.order] = (free + e.free, hinted + e.hinted)
+    return sums
+
+
+def _busy_zones(state: HintingState) -> set[ZoneKey]:
+    """Zones whose worker may move pages between two file reads: compared only in-dump."""
+    return {(z.node, z.zone) for z in state.zones if z.requested or z.active}
+
+
+def _skipped(busy: set[ZoneKey]) -> str:
+    return f"; busy zones not cross-checked: {sorted(busy)}" if busy else ""
+
+
+def _check_zoneinfo_matches_debugfs(
+    obs: GuestObservations, state: HintingState, config: JudgeConfig
+) -> Check:
+    """zoneinfo hinted_order_<o> (zone->hinted_pages) == PageHinted entries in the dump."""
+    sums = _debugfs_sums(state)
+    busy = _busy_zones(state)
+    problems = []
+    compared = 0
+    for zone in obs.zoneinfo:
+        key = (zone.node, zone.zone)
+        if key in busy:
+            continue
+        dumped = sums.get(key, {})
+        for order in sorted(set(dumped) | set(zone.hinted)):
+            compared += 1
+            dbg_hinted = dumped.get(order, (0, 0))[1]
+            if order not in zone.hinted:
+                problems.append(f"node {zone.node} {zone.zone}: no hinted_order_{order} line")
+            elif abs(zone.hinted[order] - dbg_hinted) > config.hinted_tolerance:
+                problems.append(
+                    f"node {zone.node} {zone.zone} order {order}: zoneinfo hinted "
+                    f"{zone.hinted[order]} != debugfs sum {dbg_hinted} "
+                    f"(tolerance {config.hinted_tolerance})"
+                )
+    detail = f"{compared} (zone, order) pairs{_skipped(busy)}"
+    return _result("zoneinfo_hinted_matches_debugfs", problems, detail)
+
+
+def _check_hinted_le_free_per_order(
+    obs: GuestObservations, state: HintingState, config: JudgeConfig
+) -> Check:
+    busy = _busy_zones(state)
+    problems = []
+    for zone in obs.zoneinfo:
+        if (zone.node, zone.zone) in busy:
+            continue
+        # buddyinfo leaves out unpopulated zones: nothing free there
+        free = obs.buddyinfo.free.get((zone.node, zone.zone), ())
+        for order, hinted in sorted(zone.hinted.items()):
+            nr_free = free[order] if order < len(free) else 0
+            if hinted > nr_free + config.free_tolerance:
+                problems.append(
+                    f"node {zone.node} {zone.zone} order {order}: hinted {hinted} > free "
+                    f"{nr_free} (buddyinfo, tolerance {config.free_tolerance})"
+                )
+    detail = f"zoneinfo hinted vs buddyinfo free{_skipped(busy)}"
+    return _result("hinted_le_free_per_order", problems, detail)
+
+
+def _check_free_counts_agree(
+    obs: GuestObservations, state: HintingState, config: JudgeConfig
+) -> Check:
+    busy = _busy_zones(state)
+    problems = []
+    for e in state.lists:
+        if (e.node, e.zone) in busy:
+            continue
+        counts = obs.pagetypeinfo.free.get((e.node, e.zone, e.migratetype))
+        if counts is None:
+            problems.append(f"{_where(e)}: migratetype not in pagetypeinfo")
+            continue
+        ptype_free = counts[e.order] if e.order < len(counts) else 0
+        if abs(ptype_free - e.free) > config.free_tolerance:
+            problems.append(
+                f"{_where(e)}: debugfs free {e.free} != pagetypeinfo {ptype_free} "
+                f"(tolerance {config.free_tolerance})"
+            )
+    return _result("free_counts_agree", problems, f"{len(state.lists)} lists{_skipped(busy)}")
+
+
+def _check_refcnt(state: HintingState) -> Check:
+    """refcnt counts requesting zones; with every zone idle it must be 0."""
+    requesting = sum(zone.requested for zone in state.zones)
+    all_idle = not any(zone.requested or zone.active for zone in state.zones)
+    detail = f"refcnt {state.refcnt}, {requesting} zones requested"
+    if all_idle and state.refcnt != 0:
+        return Check("refcnt_idle", Status.FAIL, detail + ": every zone idle, refcnt must be 0")
+    return Check("refcnt_idle", Status.PASS, detail)
+
+
+def _check_idle_rule(obs: GuestObservations, state: HintingState, config: JudgeConfig) -> Check:
+    sums = _debugfs_sums(state)
+    problems: list[str] = []
+    judged: list[str] = []
+    for zone_state in state.zones:
+        key = (zone_state.node, zone_state.zone)
+        name = f"node {key[0]} {key[1]}"
+        if zone_state.requested or zone_state.active:
+            if config.require_idle:
+                problems.append(
+                    f"{name} not idle (requested {int(zone_state.requested)}, "
+                    f"active {int(zone_state.active)})"
+                )
+            continue
+        problems += _idle_zone_problems(name, sums.get(key, {}), state, _top_order(obs, key))
+        judged.append(name)
+    if problems:
+        return Check("idle_trigger_rule", Status.FAIL, "; ".join(problems))
+    if not judged:
+        return Check("idle_trigger_rule", Status.NOT_APPLICABLE, "no zone idle")
+    return Check("idle_trigger_rule", Status.PASS, "idle zones within bounds: " + ", ".join(judged))
+
+
+def _top_order(obs: GuestObservations, key: ZoneKey) -> int | None:
+    free = obs.buddyinfo.free.get(key)
+    return len(free) - 1 if free else None
+
+
+def _idle_zone_problems(
+    name: str,
+    per_order: dict[int, tuple[int, int]],
+    state: HintingState,
+    top_order: int | None,
+) -> list[str]:
+    """U[o] = free - hinted must not exceed the bound of harness.model.idle."""
+    top = top_order if top_order is not None else max(per_order, default=state.min_order)
+    n_mt = len(_migratetypes_of(state.lists, name))
+    problems = []
+    for order, (free, hinted) in sorted(per_order.items()):
+        bound = idle_unhinted_bound(
+            order,
+            min_order=state.min_order,
+            top_order=top,
+            hwm=state.hwm,
+            capacity=state.capacity,
+            n_migratetypes=n_mt,
+        )
+        if bound is not None and free - hinted > bound:
+            problems.append(
+                f"{name} order {order}: {free - hinted} unhinted ({free} free, {hinted} hinted) "
+                f"while idle > bound {bound} (hwm {state.hwm} - 1"
+                f"{f' + {n_mt} split' if order < top else ''}"
+                f"{f' + {state.capacity - 1} drain merges' if order > state.min_order else ''}"
+                "): a trigger was missed"
+            )
+    return problems
+
+
+def _migratetypes_of(lists: Iterable[HintingListState], name: str) -> set[str]:
+    return {e.migratetype for e in lists if f"node {e.node} {e.zone}" == name}
+
+
+def _mib(value: int) -> str:
+    return f"{value / MiB:.1f} MiB"

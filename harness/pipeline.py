@@ -1,0 +1,98 @@
+"""The pipeline a scenario stands on: source -> series -> kconfig -> build -> image -> VM.
+
+Each step is cached, so asking for the same revision twice costs only the cache look-up.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import accel, build, image, source
+from harness.revisions import Revision
+from harness.series import load_series
+from harness.vm import GuestVM, VMConfig
+
+log = logging.getLogger("harness")
+
+
+@dataclass
+class Pipeline:
+    """Builds revisions and boots guests, memoising everything for one run."""
+
+    kernel_tree: Path | None = None  # None: Debian's linux-source-6.1
+    accel_request: str = "auto"
+    memory_mib: int = 2048
+    smp: int = 2
+    jobs: int = 3
+    _source: source.KernelSource | None = None
+    _builds: dict[str, build.BuildResult] = field(default_factory=dict)
+    _image: image.GuestImage | None = None
+    _accel: str | None = None
+
+    @property
+    def source(self) -> source.KernelSource:
+        if self._source is None:
+            self._source = source.obtain_source(self.kernel_tree)
+        return self._source
+
+    def build(self, revision: Revision) -> build.BuildResult:
+        if revision.name not in self._builds:
+            request = build.BuildRequest(
+                source=self.source,
+                series=load_series(revision.series),
+                fragments=revision.fragments,
+                jobs=self.jobs,
+            )
+            self._builds[revision.name] = build.build_kernel(request)
+        return self._builds[revision.name]
+
+    @property
+    def image(self) -> image.GuestImage:
+        if self._image is None:
+            self._image = image.build_image()
+        return self._image
+
+    def accel_for(self, kernel: Path, initrd: Path) -> str:
+        if self._accel is None:
+            self._accel = accel.select_accel(self.accel_request, kernel=kernel, initrd=initrd)
+        return self._accel
+
+    def guest(
+        self,
+        revision: Revision,
+        workdir: Path,
+        *,
+        balloon: bool = True,
+        free_page_reporting: bool = True,
+        extra_cmdline: str = "",
+    ) -> GuestVM:
+        """A not-yet-started VM for `revision`; use it as a context manager."""
+        kernel = self.build(revision).bzimage
+        key = image.generate_run_key()
+        run_initrd = image.make_run_initrd(self.image, key.public_line, workdir)
+        key_file = workdir / "ssh_key"
+        key.private.write_private_key_file(str(key_file))  # for a person's `ssh -i`
+        config = VMConfig(
+            kernel=kernel,
+            initrd=run_initrd,
+            workdir=workdir,
+            ssh_key=key.private,
+            memory_mib=self.memory_mib,
+            smp=self.smp,
+            accel=self.accel_for(kernel, run_initrd),
+            balloon=balloon,
+            free_page_reporting=free_page_reporting,
+            extra_cmdline=extra_cmdline,
+        )
+        return GuestVM(config)
+
+
+def ssh_command(vm: GuestVM) -> str:
+    """What a person pastes to log into the guest."""
+    key = vm.config.workdir / "ssh_key"
+    return (
+        f"ssh -i {key} -p {vm.ssh_port} -o StrictHostKeyChecking=no "
+        "-o UserKnownHostsFile=/dev/null root@127.0.0.1"
+    )

@@ -1,0 +1,236 @@
+"""pytest plugin behind `pytest harness/`: options, session fixtures, evidence, reports.
+
+Loaded from harness/conftest.py. The scenario suite in harness/scenarios/ asks for
+`pipeline`, `revision` (parametrised from --revisions) and `evidence` (a per-test results
+directory) and gets cached builds and fresh VMs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness import report
+from harness.paths import default_results_dir
+from harness.pipeline import Pipeline
+from harness.revisions import Revision, resolve
+from harness.workloads import ReleaseMeasurement
+
+DEFAULT_REVISIONS = "stock,hinting-v2,hinting-v2-fixed"
+DEFAULT_DEBUG_REVISIONS = "hinting-v2,hinting-v2-fixed"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("harness", "page hinting harness")
+    group.addoption(
+        "--kernel-source",
+        default=None,
+        metavar="PATH",
+        help="kernel tree to build (default: Debian's linux-source-6.1)",
+    )
+    group.addoption(
+        "--series",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a user's series (quilt dir, dir of *.patch, or mbox) to validate "
+        "beside the built-in revisions; repeatable",
+    )
+    group.addoption(
+        "--revisions",
+        default=DEFAULT_REVISIONS,
+        metavar="LIST",
+        help=f"comma-separated revisions to validate (default: {DEFAULT_REVISIONS})",
+    )
+    group.addoption(
+        "--debug-revisions",
+        default=DEFAULT_DEBUG_REVISIONS,
+        metavar="LIST",
+        help="revisions also built with kconfigs/debug.config ('' for none)",
+    )
+    group.addoption(
+        "--kconfig",
+        action="append",
+        default=[],
+        metavar="FRAGMENT",
+        help="extra kconfig fragment merged after the revision's own; repeatable",
+    )
+    group.addoption(
+        "--accel",
+        default="auto",
+        choices=("auto", "kvm", "tcg"),
+        help="QEMU accelerator (auto: prove KVM by booting, else TCG)",
+    )
+    group.addoption(
+        "--guest-mem",
+        type=int,
+        default=2048,
+        metavar="MIB",
+        help="guest memory in MiB (default 2048)",
+    )
+    group.addoption(
+        "--release-mib",
+        type=int,
+        default=1200,
+        metavar="MIB",
+        help="memory the release workload allocates and frees (default 1200)",
+    )
+    group.addoption(
+        "--results", default=None, metavar="DIR", help="results directory (default: ./results)"
+    )
+    group.addoption("--jobs", type=int, default=3, help="make -j for kernel builds")
+
+
+def _split(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def selected_revisions(config: pytest.Config) -> list[Revision]:
+    extra = tuple(Path(p).resolve() for p in config.getoption("--kconfig"))
+    revs = [resolve(name) for name in _split(config.getoption("--revisions"))]
+    revs += [resolve(str(Path(p).resolve())) for p in config.getoption("--series")]
+    return [r.with_extra_fragments(extra) for r in revs]
+
+
+def selected_debug_revisions(config: pytest.Config) -> list[Revision]:
+    extra = tuple(Path(p).resolve() for p in config.getoption("--kconfig"))
+    names = _split(config.getoption("--debug-revisions"))
+    return [resolve(name).with_debug().with_extra_fragments(extra) for name in names]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "revision" in metafunc.fixturenames:
+        revs = selected_revisions(metafunc.config)
+        hinting_only = metafunc.definition.get_closest_marker("hinting") is not None
+        if hinting_only:
+            revs = [r for r in revs if r.hinting]
+        metafunc.parametrize("revision", revs, ids=[r.name for r in revs], scope="session")
+    if "debug_revision" in metafunc.fixturenames:
+        revs = selected_debug_revisions(metafunc.config)
+        metafunc.parametrize("debug_revision", revs, ids=[r.name for r in revs], scope="session")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Drop tests whose revision list the user emptied (e.g. --debug-revisions ''), so
+    they are not reported as skips that look like gaps."""
+    keep, drop = [], []
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        wanted = [n for n in ("revision", "debug_revision") if n in fixtures]
+        ok = all(isinstance(params.get(n), Revision) for n in wanted)
+        (keep if ok else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "hinting: only for revisions that carry the series")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    config._phh_results = []  # type: ignore[attr-defined]
+    config._phh_measurements = []  # type: ignore[attr-defined]
+    config._phh_series = {}  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def results_dir(pytestconfig: pytest.Config) -> Path:
+    path = Path(pytestconfig.getoption("--results") or default_results_dir())
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def pipeline(pytestconfig: pytest.Config) -> Pipeline:
+    tree = pytestconfig.getoption("--kernel-source")
+    return Pipeline(
+        kernel_tree=Path(tree).resolve() if tree else None,
+        accel_request=pytestconfig.getoption("--accel"),
+        memory_mib=pytestconfig.getoption("--guest-mem"),
+        jobs=pytestconfig.getoption("--jobs"),
+    )
+
+
+@pytest.fixture(scope="session")
+def release_mib(pytestconfig: pytest.Config) -> int:
+    return int(pytestconfig.getoption("--release-mib"))
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", name).strip("_")
+
+
+@pytest.fixture
+def evidence(request: pytest.FixtureRequest, results_dir: Path) -> Iterator[Path]:
+    """A fresh directory under the results dir for this test's console log, CSV, JSON."""
+    path = results_dir / _safe(request.node.nodeid.split("::", 1)[-1])
+    path.mkdir(parents=True, exist_ok=True)
+    for old in path.iterdir():
+        if old.is_file():
+            old.unlink()
+    yield path
+    # The per-run initrd is a copy of the cached image plus a key: not evidence.
+    (path / "initrd.img").unlink(missing_ok=True)
+
+
+@pytest.fixture
+def record_measurement(pytestconfig: pytest.Config, results_dir: Path):
+    """Scenarios hand their release measurements here for the revision comparison."""
+
+    def record(row: dict, measurement: ReleaseMeasurement | None = None) -> None:
+        pytestconfig._phh_measurements.append(row)  # type: ignore[attr-defined]
+        if measurement is not None:
+            pytestconfig._phh_series[row["revision"]] = measurement  # type: ignore[attr-defined]
+        with (results_dir / "measurements.jsonl").open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    return record
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call" or (rep.when == "setup" and rep.outcome != "passed"):
+        status = {"passed": "pass", "failed": "fail", "skipped": "skip"}[rep.outcome]
+        if rep.when == "setup" and rep.outcome == "failed":
+            status = "error"
+        item.config._phh_results.append(  # type: ignore[attr-defined]
+            report.TestResult(
+                suite="scenarios",
+                name=item.nodeid,
+                status=status,
+                duration=rep.duration,
+                message=rep.longreprtext[-4000:] if rep.outcome != "passed" else "",
+                system_out=rep.capstdout[-4000:] if rep.capstdout else "",
+            )
+        )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    results = getattr(config, "_phh_results", None)
+    if results is None or not results:
+        return
+    out = Path(config.getoption("--results") or default_results_dir())
+    out.mkdir(parents=True, exist_ok=True)
+    report.write_junit(results, out / "junit.xml")
+    rows = getattr(config, "_phh_measurements", [])
+    if rows:
+        (out / "compare.md").write_text(report.compare_revisions(rows))
+        report.write_compare_csv(rows, out / "compare.csv")
+    series = getattr(config, "_phh_series", {})
+    if series:
+        report.plot_rss(
+            {label: m.samples for label, m in series.items()},
+            out / "compare-rss.png",
+            {label: m.released_at for label, m in series.items()},
+            title="QEMU RSS after the guest releases memory, by revision",
+        )
+    (out / "finished").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + "\n")

@@ -1,0 +1,1 @@
+"""The scenario suite: what `pytest harness/` runs against each revision."""

@@ -1,0 +1,87 @@
+"""Memory-pressure workloads driven in the guest, measured from the host.
+
+The release workload is the series author's memhog experiment: fill guest memory, free it,
+and watch the QEMU process RSS on the host fall as the guest hints (or reports) the freed
+pages and QEMU discards them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from harness.errors import SSHError
+from harness.rss import RssSample, RssSampler, read_rss_bytes, time_to_fraction
+
+MiB = 1 << 20
+TOUCH_TIMEOUT_S = 300.0  # touching 1.2 GiB under TCG takes tens of seconds
+
+
+@dataclass
+class ReleaseMeasurement:
+    """What the host saw around one allocate-touch-release cycle in the guest."""
+
+    mib: int
+    baseline_rss: int
+    peak_rss: int
+    released_at: float  # sampler clock (time.monotonic())
+    final_rss: int
+    watched_s: float
+    samples: list[RssSample] = field(default_factory=list)
+
+    @property
+    def released_bytes(self) -> int:
+        return self.mib * MiB
+
+    @property
+    def min_rss_after_release(self) -> int:
+        after = [s.rss_bytes for s in self.samples if s.t >= self.released_at]
+        return min(after, default=self.final_rss)
+
+    @property
+    def returned_bytes(self) -> int:
+        """How far the RSS fell below its peak after the release."""
+        return max(0, self.peak_rss - self.min_rss_after_release)
+
+    @property
+    def seconds_to_90pct(self) -> float | None:
+        """Seconds from release until 90% of (peak - baseline) came back to the host."""
+        return time_to_fraction(
+            self.samples, self.released_at, self.baseline_rss, self.peak_rss, 0.9
+        )
+
+
+def measure_release(
+    vm, mib: int, *, expect_return: bool, deadline_s: float, rise_timeout_s: float = 60.0
+) -> ReleaseMeasurement:
+    """Run `memhog MIB` in the guest, release it, and watch the QEMU RSS.
+
+    With `expect_return`, polls until 90% of what memhog added has come back or
+    `deadline_s` passes; otherwise watches for `deadline_s` for any fall (the negative
+    control). Never sleeps a fixed time where a poll can decide.
+    """
+    with RssSampler(vm.pid, interval=0.2) as sampler:
+        baseline = read_rss_bytes(vm.pid)
+        hog = vm.ssh.start(f"memhog {mib}")
+        line = hog.read_line(timeout=TOUCH_TIMEOUT_S)
+        if not line.startswith("touched"):
+            raise SSHError(f"memhog {mib}: expected 'touched', got {line!r}", vm.console_tail())
+        # QEMU's RSS follows the guest's touches; wait until it has caught up.
+        target_rise = int(0.9 * mib * MiB)
+        sampler.wait_until(lambda s: s.rss_bytes - baseline >= target_rise, rise_timeout_s)
+        peak = read_rss_bytes(vm.pid)
+        released_at = time.monotonic()
+        hog.write_line("")
+        line = hog.read_line(timeout=60.0)
+        if not line.startswith("released"):
+            raise SSHError(f"memhog {mib}: expected 'released', got {line!r}", vm.console_tail())
+        hog.wait(timeout=30.0)
+        if expect_return:
+            grown = max(peak - baseline, 1)
+            sampler.wait_until(lambda s: peak - s.rss_bytes >= 0.9 * grown, deadline_s)
+        else:
+            sampler.wait_until(lambda s: peak - s.rss_bytes > 50 * MiB, deadline_s)
+        final = read_rss_bytes(vm.pid)
+        watched = time.monotonic() - released_at
+        samples = list(sampler.samples)
+    return ReleaseMeasurement(mib, baseline, peak, released_at, final, watched, samples)

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Idempotent system set-up: the Debian packages the harness needs and its Python deps.
+# Safe to run again: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBS=(qemu-system-x86 busybox-static dropbear-bin cpio ccache gcc make bc flex bison
+      libelf-dev libssl-dev python3-venv xz-utils git)
+
+missing=()
+for pkg in "${DEBS[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    echo "setup: installing Debian packages: ${missing[*]}"
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
+else
+    echo "setup: Debian packages present"
+fi
+
+PY=${PYTHON:-python3}
+if ! "$PY" -c "import harness, paramiko, qemu.qmp, junitparser, hypothesis, matplotlib" 2>/dev/null \
+   || ! command -v ruff >/dev/null; then
+    echo "setup: installing Python dependencies"
+    "$PY" -m pip install -q -e '.[dev]'
+else
+    echo "setup: Python dependencies present"
+fi

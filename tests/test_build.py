@@ -1,0 +1,254 @@
+"""build_kernel(): worktree reuse, artifact cache, make output handling; real kernel builds."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness import build as build_mod
+from harness.build import (
+    BuildRequest,
+    BuildStatus,
+    build_kernel,
+    error_lines,
+    make_command,
+    prepare_worktree,
+)
+from harness.errors import BuildError
+from harness.kconfig import read_config
+from harness.series import load_series
+from harness.source import obtain_source
+
+FIXTURES = Path(__file__).parent / "fixtures" / "series"
+
+# A 'kernel' whose make targets are shell lines: enough for everything but the compiler.
+FAKE_MAKEFILE = """\
+VERSION = 6
+PATCHLEVEL = 1
+SUBLEVEL = 0
+EXTRAVERSION =
+tinyconfig:
+\tprintf 'CONFIG_BASE=y\\n' > .config
+olddefconfig:
+\tsort -o .config .config
+bzImage:
+\techo '  CC      init/main.o'
+\techo built >> built.o
+\tmkdir -p arch/x86/boot && cat .config built.o > arch/x86/boot/bzImage
+"""
+
+
+def git(repo: Path, *args: str) -> str:
+    ident = ["-c", "user.name=Test", "-c", "user.email=test@example.org"]
+    result = subprocess.run(
+        ["git", *ident, *args], cwd=repo, capture_output=True, text=True, check=True
+    )
+    return result.stdout.strip()
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "cache"
+    monkeypatch.setenv("PHH_CACHE", str(root))
+    return root
+
+
+@pytest.fixture
+def fake_kernel(tmp_path: Path) -> Path:
+    tree = tmp_path / "linux"
+    (tree / "mm").mkdir(parents=True)
+    (tree / "Makefile").write_text(FAKE_MAKEFILE)
+    (tree / "Kconfig").write_text("")
+    (tree / "mm/page_alloc.c").write_text("int x;\n")
+    (tree / ".gitignore").write_text("*.o\n/arch/x86/boot/bzImage\n.config*\n.phh-*\n")
+    git(tree, "init", "-q")
+    git(tree, "add", ".")
+    git(tree, "commit", "-q", "-m", "fake kernel")
+    return tree
+
+
+@pytest.fixture
+def fragment(tmp_path: Path) -> Path:
+    path = tmp_path / "extra.config"
+    path.write_text("CONFIG_EXTRA=y\n")
+    return path
+
+
+def one_patch_series(tree: Path, out: Path) -> Path:
+    """A series of one patch editing mm/page_alloc.c; the tree is left as it was."""
+    (tree / "mm/page_alloc.c").write_text("int x;\nint hinted;\n")
+    git(tree, "commit", "-q", "-am", "mm: add hinted")
+    out.mkdir()
+    git(tree, "format-patch", "-q", "-o", str(out), "HEAD~1")
+    git(tree, "reset", "-q", "--hard", "HEAD~1")
+    return out
+
+
+def forbid_make(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_make(*args: object, **kwargs: object) -> None:
+        raise AssertionError("make was run")
+
+    monkeypatch.setattr(build_mod, "_run_make", no_make)
+
+
+def test_build_then_cache_hit_without_make(
+    cache: Path, fake_kernel: Path, fragment: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request = BuildRequest(obtain_source(fake_kernel), load_series(None), (fragment,))
+    first = build_kernel(request)
+    assert first.status is BuildStatus.SUCCESS
+    assert first.bzimage == cache / "builds" / first.key / "bzImage"
+    assert read_config(first.config) == {"BASE": "y", "EXTRA": "y"}
+    assert "CC      init/main.o" in first.log.read_text()
+    meta = json.loads((first.bzimage.parent / "meta.json").read_text())
+    assert meta["key"] == first.key
+    assert meta["series"]["name"] == "stock"
+
+    forbid_make(monkeypatch)
+    second = build_kernel(request)
+    assert second.status is BuildStatus.CACHED
+    assert (second.key, second.bzimage) == (first.key, first.bzimage)
+
+
+def test_key_depends_on_series_and_config(
+    cache: Path, fake_kernel: Path, fragment: Path, tmp_path: Path
+) -> None:
+    src = obtain_source(fake_kernel)
+    stock = build_kernel(BuildRequest(src, load_series(None), (fragment,)))
+    patched_series = load_series(one_patch_series(fake_kernel, tmp_path / "series"))
+    patched = build_kernel(BuildRequest(src, patched_series, (fragment,)))
+    other = tmp_path / "other.config"
+    other.write_text("CONFIG_OTHER=m\n")
+    reconfigured = build_kernel(BuildRequest(src, load_series(None), (other,)))
+    assert len({stock.key, patched.key, reconfigured.key}) == 3
+    tree = cache / "work" / build_mod.worktree_name(src, patched_series, (fragment,))
+    assert "int hinted;" in (tree / "mm/page_alloc.c").read_text()
+    assert git(tree, "log", "-1", "--format=%s") == "mm: add hinted"
+
+
+def test_worktree_with_same_series_is_reused_for_incremental_builds(
+    cache: Path, fake_kernel: Path, fragment: Path, tmp_path: Path
+) -> None:
+    src = obtain_source(fake_kernel)
+    series = load_series(one_patch_series(fake_kernel, tmp_path / "series"))
+    first = build_kernel(BuildRequest(src, series, (fragment,)))
+    tree = prepare_worktree(src, series, build_mod.worktree_name(src, series, (fragment,)))
+    assert (tree / "built.o").read_text() == "built\n"  # build output survived
+    assert git(tree, "log", "-1", "--format=%s") == "mm: add hinted"  # applied once
+    # Forget the artifacts: make runs again, in the same tree (built.o grows).
+    subprocess.run(["rm", "-rf", str(first.bzimage.parent)], check=True)
+    second = build_kernel(BuildRequest(src, series, (fragment,)))
+    assert second.status is BuildStatus.SUCCESS
+    assert (tree / "built.o").read_text() == "built\nbuilt\n"
+
+
+def test_worktree_is_rebuilt_when_its_head_moved(
+    cache: Path, fake_kernel: Path, fragment: Path
+) -> None:
+    src = obtain_source(fake_kernel)
+    tree = prepare_worktree(src, load_series(None), "w")
+    (tree / "stray.c").write_text("")
+    git(tree, "add", "-f", "stray.c")
+    git(tree, "commit", "-q", "-m", "someone committed here")
+    assert prepare_worktree(src, load_series(None), "w") == tree
+    assert git(tree, "rev-parse", "HEAD") == src.commit
+    assert not (tree / "stray.c").exists()
+
+
+def make_failing_tree(tree: Path, recipe: str) -> None:
+    tree.mkdir(parents=True)
+    (tree / "Makefile").write_text(f"bzImage:\n{recipe}")
+
+
+def test_make_failure_reports_compiler_errors_and_log(
+    tmp_path: Path, cache: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    tree = tmp_path / "tree"
+    recipe = "".join(f"\t@echo '  CC      file{n}.o'\n" for n in range(50))
+    recipe += '\t@echo "init/main.c:3:2: error: #error boom" >&2\n\t@exit 1\n'
+    make_failing_tree(tree, recipe)
+    logfile = tmp_path / "build.log"
+    with pytest.raises(BuildError) as caught:
+        build_mod._run_make(tree, 3, logfile)
+    message = str(caught.value)
+    assert "init/main.c:3:2: error: #error boom" in message
+    assert str(logfile) in message
+    assert "Error 1" in message
+    assert "CC      file48.o" in message  # context before the error
+    assert "CC      file10.o" not in message
+    assert "CC      file10.o" in logfile.read_text()
+    assert caught.value.log == logfile
+    assert "init/main.c:3:2: error: #error boom" in caught.value.errors
+    assert capfd.readouterr().out == ""  # make's output goes to the log only
+
+
+def test_progress_lines_name_the_last_step(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    tree = tmp_path / "tree"
+    make_failing_tree(tree, "\t@echo '  CC      kernel/fork.o'\n\t@sleep 1\n")
+    monkeypatch.setattr(build_mod, "PROGRESS_INTERVAL", 0.2)
+    with caplog.at_level(logging.INFO, logger="harness.build"):
+        build_mod._run_make(tree, 1, tmp_path / "build.log")
+    progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("make:")]
+    assert progress
+    assert "CC      kernel/fork.o" in progress[-1]
+
+
+def test_error_lines_are_capped_with_context() -> None:
+    lines = [f"  CC      f{n}.o" for n in range(100)]
+    for n in range(20, 100, 5):
+        lines[n] = f"f{n}.c:1:1: error: bad {n}"
+    picked = error_lines(lines)
+    assert len(picked) == 30
+    assert picked[0] == "  CC      f18.o"
+    assert "f20.c:1:1: error: bad 20" in picked
+    assert error_lines(["a", "b", "c"]) == ["a", "b", "c"]  # no error: the tail
+
+
+def test_make_command_is_niced_and_uses_ccache() -> None:
+    command = make_command(3)
+    assert command[:3] == ["nice", "-n", "10"]
+    assert "-j3" in command
+    assert "CC=ccache gcc" in command
+    assert command[-1] == "bzImage"
+
+
+# --- real kernel -----------------------------------------------------------------------------
+
+
+@pytest.mark.real
+def test_real_stock_build_and_cache_hit(monkeypatch: pytest.MonkeyPatch) -> None:
+    request = BuildRequest(obtain_source(), load_series(None))
+    first = build_kernel(request)
+    assert first.status in (BuildStatus.SUCCESS, BuildStatus.CACHED)
+    image = first.bzimage.read_bytes()
+    assert image[0x202:0x206] == b"HdrS"  # x86 boot protocol header
+    config = read_config(first.config)
+    assert config["PAGE_REPORTING"] == "y"
+    assert config["VIRTIO_BALLOON"] == "y"
+    assert config["SLUB"] == "y"
+
+    forbid_make(monkeypatch)
+    second = build_kernel(request)
+    assert second.status is BuildStatus.CACHED
+    assert second.key == first.key
+    assert second.bzimage.read_bytes() == image
+
+
+@pytest.mark.real
+def test_real_build_failure_names_error_and_log() -> None:
+    series = load_series(FIXTURES / "break-build")
+    request = BuildRequest(obtain_source(), series)
+    with pytest.raises(BuildError) as caught:
+        build_kernel(request)
+    message = str(caught.value)
+    assert "kernel/bounds.c:2:2: error: #error harness-induced build failure" in message
+    log_path = Path(message.split("log: ", 1)[1].split()[0])
+    assert log_path == caught.value.log
+    assert log_path.is_file()
+    assert "harness-induced build failure" in log_path.read_text()
