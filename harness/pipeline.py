@@ -5,12 +5,14 @@ Each step is cached, so asking for the same revision twice costs only the cache 
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import accel, build, image, source
-from harness.revisions import Revision
+from harness.revisions import STOCK, Revision
 from harness.series import load_series
 from harness.vm import GuestVM, VMConfig
 
@@ -96,3 +98,20 @@ def ssh_command(vm: GuestVM) -> str:
         f"ssh -i {key} -p {vm.ssh_port} -o StrictHostKeyChecking=no "
         "-o UserKnownHostsFile=/dev/null root@127.0.0.1"
     )
+
+
+def stock_kernel() -> Path:
+    """The stock 6.1 guest kernel, built (or taken from the build cache) on first use.
+
+    The harness's own real-VM tests boot this. `PHH_TEST_KERNEL` points them at another
+    bzImage instead (e.g. one built by hand).
+    """
+    override = os.environ.get("PHH_TEST_KERNEL")
+    if override:
+        return Path(override)
+    return _stock_pipeline().build(STOCK).bzimage
+
+
+@functools.cache
+def _stock_pipeline() -> Pipeline:
+    return Pipeline()

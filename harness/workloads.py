@@ -8,6 +8,7 @@ pages and QEMU discards them.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from harness.errors import SSHError
@@ -52,13 +53,20 @@ class ReleaseMeasurement:
 
 
 def measure_release(
-    vm, mib: int, *, expect_return: bool, deadline_s: float, rise_timeout_s: float = 60.0
+    vm,
+    mib: int,
+    *,
+    expect_return: bool,
+    deadline_s: float,
+    rise_timeout_s: float = 60.0,
+    at_peak: Callable[[], object] | None = None,
 ) -> ReleaseMeasurement:
     """Run `memhog MIB` in the guest, release it, and watch the QEMU RSS.
 
     With `expect_return`, polls until 90% of what memhog added has come back or
     `deadline_s` passes; otherwise watches for `deadline_s` for any fall (the negative
-    control). Never sleeps a fixed time where a poll can decide.
+    control). Never sleeps a fixed time where a poll can decide. `at_peak` runs while the
+    memory is still held (e.g. to read the guest's hinted counts before the release).
     """
     with RssSampler(vm.pid, interval=0.2) as sampler:
         baseline = read_rss_bytes(vm.pid)
@@ -69,6 +77,8 @@ def measure_release(
         # QEMU's RSS follows the guest's touches; wait until it has caught up.
         target_rise = int(0.9 * mib * MiB)
         sampler.wait_until(lambda s: s.rss_bytes - baseline >= target_rise, rise_timeout_s)
+        if at_peak is not None:
+            at_peak()
         peak = read_rss_bytes(vm.pid)
         released_at = time.monotonic()
         hog.write_line("")

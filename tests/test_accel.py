@@ -4,7 +4,6 @@ on this host must fall back to TCG: nested KVM is broken)."""
 from __future__ import annotations
 
 import json
-import os
 import platform
 from pathlib import Path
 
@@ -13,8 +12,8 @@ import pytest
 from harness import accel, image
 from harness.accel import ProbeResult, select_accel
 from harness.errors import VMError
+from harness.pipeline import stock_kernel
 
-DEFAULT_TEST_KERNEL = Path.home() / ".cache/phh/work/manual-stock/arch/x86/boot/bzImage"
 NOWHERE = Path("/nonexistent")
 
 
@@ -93,7 +92,7 @@ def test_probe_without_kvm_device_does_not_boot(tmp_path: Path) -> None:
 
 @pytest.mark.real
 def test_real_auto_falls_back_to_tcg_here(private_cache: Path) -> None:
-    kernel = Path(os.environ.get("PHH_TEST_KERNEL", DEFAULT_TEST_KERNEL))
+    kernel = stock_kernel()
     assert kernel.is_file(), f"test kernel {kernel} missing: set PHH_TEST_KERNEL"
     initrd = image.build_image().initramfs
     assert select_accel("auto", kernel=kernel, initrd=initrd) == "tcg"

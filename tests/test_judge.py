@@ -182,7 +182,7 @@ def test_rss_tolerance_is_the_larger_of_absolute_and_relative() -> None:
     assert not judge_rss(1000 * MiB, rss, config=tight).passed
 
 
-def test_rss_expectation_counts_only_newly_hinted_bytes_the_load_made_resident() -> None:
+def test_rss_expectation_counts_bytes_hinted_since_the_peak_capped_by_the_growth() -> None:
     rss = RssEvidence(baseline=100 * MiB, peak=200 * MiB, final=110 * MiB)
     check = judge_rss(1000 * MiB, rss, hinted_before_bytes=600 * MiB)
     assert check.passed and "expected >= 100.0 MiB" in check.detail

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -14,7 +13,7 @@ from hypothesis import strategies as st
 
 from harness.dmesg import classify
 from harness.errors import HarnessError
-from harness.paths import cache_root
+from harness.pipeline import stock_kernel
 from harness.procfs import (
     HINTING_STATE_PATH,
     HintingListState,
@@ -350,12 +349,8 @@ reboot -f
 
 
 def stock_bzimage() -> Path:
-    """The stock 6.1 guest kernel (PHH_STOCK_BZIMAGE overrides the lead's hand build)."""
-    default = cache_root() / "work" / "manual-stock" / "arch" / "x86" / "boot" / "bzImage"
-    path = Path(os.environ.get("PHH_STOCK_BZIMAGE", default))
-    if not path.is_file():
-        pytest.fail(f"no stock guest kernel at {path}: build it or set PHH_STOCK_BZIMAGE")
-    return path
+    """The stock 6.1 guest kernel (built or taken from the cache; PHH_TEST_KERNEL overrides)."""
+    return stock_kernel()
 
 
 def busybox_initramfs(directory: Path, init_script: str) -> Path:

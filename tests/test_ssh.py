@@ -3,22 +3,19 @@ interactive workloads in a TCG guest booted from the stock kernel."""
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import paramiko
 import pytest
 
 from harness import image
 from harness.errors import SSHError
+from harness.pipeline import stock_kernel
 from harness.ssh import GuestSSH, pick_free_port, port_is_free
 from harness.vm import GuestVM, VMConfig
-
-DEFAULT_TEST_KERNEL = Path.home() / ".cache/phh/work/manual-stock/arch/x86/boot/bzImage"
 
 
 def test_port_is_free_sees_a_listener() -> None:
@@ -90,7 +87,7 @@ def test_commands_need_a_connection() -> None:
 
 @pytest.fixture(scope="module")
 def vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuestVM]:
-    kernel = Path(os.environ.get("PHH_TEST_KERNEL", DEFAULT_TEST_KERNEL))
+    kernel = stock_kernel()
     assert kernel.is_file(), f"test kernel {kernel} missing: set PHH_TEST_KERNEL"
     key = image.generate_run_key()
     workdir = tmp_path_factory.mktemp("ssh-vm")

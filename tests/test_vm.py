@@ -22,14 +22,14 @@ from harness.errors import (
     VMLaunchFailure,
 )
 from harness.image import RunKey
+from harness.pipeline import stock_kernel
 from harness.vm import GuestVM, QemuPaths, VMConfig, build_qemu_command
 
-DEFAULT_TEST_KERNEL = Path.home() / ".cache/phh/work/manual-stock/arch/x86/boot/bzImage"
 PATHS = QemuPaths(Path("/w/console.log"), Path("/w/qemu.log"), Path("/w/qmp.sock"))
 
 
 def kernel_under_test() -> Path:
-    return Path(os.environ.get("PHH_TEST_KERNEL", DEFAULT_TEST_KERNEL))
+    return stock_kernel()
 
 
 def config_for(tmp_path: Path, **overrides: object) -> VMConfig:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.evidence import save_console, save_json, save_measurement
+from harness.judge import RssEvidence, hinted_bytes, judge
+from harness.procfs import GuestObservations
 from harness.revisions import Revision
 from harness.scenarios.guest_checks import format_splats, hinted_vs_free, observe, splats
 from harness.workloads import MiB, measure_release
@@ -28,8 +30,16 @@ def deadline_for(revision: Revision) -> float:
 def test_release_returns_memory_to_host(
     revision: Revision, pipeline, evidence: Path, release_mib: int, record_measurement
 ) -> None:
+    at_peak: list[GuestObservations] = []
     with pipeline.guest(revision, evidence) as vm:
-        m = measure_release(vm, release_mib, expect_return=True, deadline_s=deadline_for(revision))
+        m = measure_release(
+            vm,
+            release_mib,
+            expect_return=True,
+            deadline_s=deadline_for(revision),
+            # the hinted counts while memory is held: what the release adds is judged
+            at_peak=(lambda: at_peak.append(observe(vm))) if revision.hinting else None,
+        )
         save_measurement(evidence, revision.name, m)
         obs = observe(vm)
         save_json(evidence / "observations.json", obs)
@@ -58,6 +68,13 @@ def test_release_returns_memory_to_host(
         assert sum(h for _, _, h, _ in rows) > 0, f"no page was hinted: {rows}"
         over = [r for r in rows if r[2] > r[3]]
         assert not over, f"hinted > free (zone, order, hinted, free): {over}"
+        verdict = judge(
+            obs,
+            RssEvidence.from_measurement(m),
+            hinted_before_bytes=hinted_bytes(at_peak[0]),
+        )
+        (evidence / "verdict.txt").write_text(str(verdict) + "\n")
+        assert verdict.passed, f"{revision.name}: the judge disagrees:\n{verdict}"
 
 
 def test_negative_control_feature_off(
