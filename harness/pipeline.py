@@ -26,7 +26,7 @@ class Pipeline:
     kernel_tree: Path | None = None  # None: Debian's linux-source-6.1
     accel_request: str = "auto"
     memory_mib: int = 2048
-    smp: int = 2
+    smp: int = 1  # tinyconfig has no ACPI: the guest would bring up one CPU anyway
     jobs: int = 3
     _source: source.KernelSource | None = None
     _builds: dict[str, build.BuildResult] = field(default_factory=dict)
@@ -68,7 +68,9 @@ class Pipeline:
         *,
         balloon: bool = True,
         free_page_reporting: bool = True,
+        balloon_page_poison: bool = True,
         extra_cmdline: str = "",
+        boot_timeout: float = 60.0,
     ) -> GuestVM:
         """A not-yet-started VM for `revision`; use it as a context manager."""
         kernel = self.build(revision).bzimage
@@ -86,7 +88,9 @@ class Pipeline:
             accel=self.accel_for(kernel, run_initrd),
             balloon=balloon,
             free_page_reporting=free_page_reporting,
+            balloon_page_poison=balloon_page_poison,
             extra_cmdline=extra_cmdline,
+            boot_timeout=boot_timeout,
         )
         return GuestVM(config)
 

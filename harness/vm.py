@@ -65,6 +65,7 @@ class VMConfig:
     accel: str = "tcg"
     balloon: bool = True
     free_page_reporting: bool = True
+    balloon_page_poison: bool = True  # QEMU's default; off: the host learns no poison value
     ssh_port: int | None = None
     boot_timeout: float = 60.0
     extra_cmdline: str = ""
@@ -105,7 +106,12 @@ def balloon_args(config: VMConfig) -> list[str]:
     if not config.balloon:
         return []
     reporting = "on" if config.free_page_reporting else "off"
-    return ["-device", f"virtio-balloon-pci,id=balloon0,free-page-reporting={reporting}"]
+    device = f"virtio-balloon-pci,id=balloon0,free-page-reporting={reporting}"
+    if not config.balloon_page_poison:
+        # QEMU then does not offer VIRTIO_BALLOON_F_PAGE_POISON: a poisoning guest cannot
+        # tell the host its poison value (the poison scenario needs exactly that).
+        device += ",page-poison=off"
+    return ["-device", device]
 
 
 def build_qemu_command(

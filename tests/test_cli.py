@@ -29,3 +29,29 @@ def test_build_with_a_bad_revision_is_a_clear_error(capsys: pytest.CaptureFixtur
 def test_build_rejects_stray_arguments() -> None:
     with pytest.raises(SystemExit):
         cli.main(["build", "--bogus"])
+
+
+def test_cli_exits_non_zero_naming_a_missing_kernel_tree(tmp_path) -> None:
+    """The real entry point, in a subprocess: bad input -> exit 2 and an actionable message."""
+    import subprocess
+    import sys
+
+    missing = tmp_path / "no-such-linux"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "build",
+            "--revision",
+            "stock",
+            "--kernel-source",
+            str(missing),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert str(missing) in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import SeriesError
-from harness.known_splats import load_known_splats
+from harness.known_splats import is_known, load_known_splats
 from harness.revisions import DEBUG, HINTING, REPORTING, resolve
 
 
@@ -45,3 +45,21 @@ def test_known_splats_file(tmp_path: Path) -> None:
     assert load_known_splats(tmp_path) == {"LOCKDEP:inconsistent"}
     assert load_known_splats(None) == set()
     assert load_known_splats(tmp_path / "missing") == set()
+
+
+def test_known_splat_patterns_match_ids() -> None:
+    patterns = {"lockdep:inconsistent_lock_state:&zone->lock:*", "pagealloc:memory_corruption"}
+    assert is_known("lockdep:inconsistent_lock_state:&zone->lock:__free_pages_ok", patterns)
+    assert is_known("pagealloc:memory_corruption", patterns)
+    assert not is_known("lockdep:inconsistent_lock_state:&other->lock:f", patterns)
+    assert not is_known("WARNING:__free_one_page", patterns)
+
+
+def test_the_v2_series_declares_its_kept_defects() -> None:
+    from harness.revisions import HINTING_V2, HINTING_V2_FIXED
+
+    assert is_known(
+        "lockdep:inconsistent_lock_state:&zone->lock:__free_pages_ok",
+        load_known_splats(HINTING_V2.series),
+    )
+    assert load_known_splats(HINTING_V2_FIXED.series) == set()

@@ -91,6 +91,14 @@ def test_command_line_balloon_reporting(tmp_path: Path, reporting: bool, expecte
     assert f"virtio-balloon-pci,id=balloon0,{expected}" in devices
 
 
+def test_command_line_balloon_page_poison_off(tmp_path: Path) -> None:
+    command = build_qemu_command(config_for(tmp_path, balloon_page_poison=False), 2222, "id", PATHS)
+    balloon = [w for w in command if w.startswith("virtio-balloon-pci")]
+    assert balloon == ["virtio-balloon-pci,id=balloon0,free-page-reporting=on,page-poison=off"]
+    default = build_qemu_command(config_for(tmp_path), 2222, "id", PATHS)
+    assert not any("page-poison" in w for w in default)
+
+
 def test_command_line_without_balloon(tmp_path: Path) -> None:
     config = config_for(tmp_path, balloon=False)
     command = build_qemu_command(config, 2222, "id", PATHS)
