@@ -14,7 +14,10 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 
-DEFAULT_SEED = Path("/work/shared/seed/000_4fa911e06f5d5833.txt")
+# A copy of shared/seed's mail (public list archive), so the citation tests run anywhere.
+DEFAULT_SEED = (
+    Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "seed" / "000_4fa911e06f5d5833.txt"
+)
 _QUOTE_MARKER = re.compile(r"(?:^|\s)>\s[+-]?")
 
 
