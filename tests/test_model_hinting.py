@@ -1,7 +1,7 @@
 """One test per trigger and boundary rule of v2; each cites the seed line it mirrors.
 
 `mirrors(...)` records the quoted C; test_every_citation_is_in_the_seed checks each quote
-against the seed patch (PHH_SEED, default tests/fixtures/seed/000_4fa911e06f5d5833.txt, a copy of shared/seed's).
+against the seed patch (PHH_SEED; default: a copy of shared/seed in tests/fixtures/seed/).
 """
 
 from __future__ import annotations
