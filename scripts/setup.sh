@@ -24,6 +24,11 @@ PY=${PYTHON:-python3}
 if ! "$PY" -c "import harness, paramiko, qemu.qmp, junitparser, hypothesis, matplotlib" 2>/dev/null \
    || ! command -v ruff >/dev/null; then
     echo "setup: installing Python dependencies"
+    # Debian's own python3 is "externally managed" (PEP 668): allow the install there, the
+    # machine is dedicated to this harness. Interpreters from pyenv or a venv need nothing.
+    if "$PY" -c 'import sys, sysconfig, pathlib; sys.exit(not (pathlib.Path(sysconfig.get_path("stdlib")) / "EXTERNALLY-MANAGED").exists())'; then
+        export PIP_BREAK_SYSTEM_PACKAGES=1
+    fi
     "$PY" -m pip install -q -e '.[dev]'
 else
     echo "setup: Python dependencies present"
