@@ -46,6 +46,7 @@ def save_measurement(directory: Path, label: str, m: ReleaseMeasurement) -> None
         "returned_bytes": m.returned_bytes,
         "seconds_to_90pct": m.seconds_to_90pct,
         "watched_s": round(m.watched_s, 2),
+        "touch_seconds": round(m.touch_seconds, 2),
     }
     save_json(directory / "measurement.json", summary)
     plot_rss({label: m.samples}, directory / "rss.png", {label: m.released_at})

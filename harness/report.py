@@ -207,6 +207,7 @@ class RevisionRow:
     bytes_returned: int | None  # peak RSS minus the lowest RSS after the release
     seconds_to_90: float | None  # release until 90% of (peak - baseline) came back
     verdict: str
+    touch_seconds: float | None = None  # guest time to allocate and touch the workload
 
 
 def release_row(
@@ -236,6 +237,7 @@ RowLike = RevisionRow | Mapping[str, object]
 _ROW_KEYS = {
     "bytes_returned": ("bytes_returned", "returned_bytes"),
     "seconds_to_90": ("seconds_to_90", "seconds_to_90pct"),
+    "touch_seconds": ("touch_seconds",),
 }
 
 
@@ -257,16 +259,18 @@ def as_revision_row(row: RowLike) -> RevisionRow:
         verdict = "pass" if row["passed"] else "fail"
     returned = _lookup(row, "bytes_returned")
     seconds = _lookup(row, "seconds_to_90")
+    touch = _lookup(row, "touch_seconds")
     return RevisionRow(
         revision=str(row["revision"]),
         bytes_returned=None if returned is None else int(returned),
         seconds_to_90=None if seconds is None else float(seconds),
         verdict="" if verdict is None else str(verdict),
+        touch_seconds=None if touch is None else float(touch),
     )
 
 
-COMPARE_COLUMNS = ("revision", "bytes returned", "seconds to 90%", "verdict")
-CSV_COLUMNS = ("revision", "bytes_returned", "seconds_to_90", "verdict")
+COMPARE_COLUMNS = ("revision", "bytes returned", "seconds to 90%", "seconds to touch", "verdict")
+CSV_COLUMNS = ("revision", "bytes_returned", "seconds_to_90", "touch_seconds", "verdict")
 
 
 def _cell(text: str) -> str:
@@ -285,13 +289,14 @@ def compare_revisions(rows: Iterable[RowLike]) -> str:
     """A markdown table, one line per revision."""
     lines = [
         "| " + " | ".join(COMPARE_COLUMNS) + " |",
-        "|---|---:|---:|---|",
+        "|---|---:|---:|---:|---|",
     ]
     for row in map(as_revision_row, rows):
         cells = (
             _cell(row.revision),
             _bytes_cell(row.bytes_returned),
             _seconds_cell(row.seconds_to_90),
+            "n/a" if row.touch_seconds is None else f"{row.touch_seconds:.2f}",
             _cell(row.verdict),
         )
         lines.append("| " + " | ".join(cells) + " |")
@@ -310,6 +315,7 @@ def write_compare_csv(rows: Iterable[RowLike], path: Path) -> Path:
                     row.revision,
                     "" if row.bytes_returned is None else row.bytes_returned,
                     "" if row.seconds_to_90 is None else repr(row.seconds_to_90),
+                    "" if row.touch_seconds is None else repr(row.touch_seconds),
                     row.verdict,
                 ]
             )

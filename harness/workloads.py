@@ -28,6 +28,8 @@ class ReleaseMeasurement:
     released_at: float  # sampler clock (time.monotonic())
     final_rss: int
     watched_s: float
+    touch_seconds: float  # from starting memhog to its "touched" line: the cost of faulting
+    # in memory the host had discarded (or never backed), seen from the guest side
     samples: list[RssSample] = field(default_factory=list)
 
     @property
@@ -70,8 +72,10 @@ def measure_release(
     """
     with RssSampler(vm.pid, interval=0.2) as sampler:
         baseline = read_rss_bytes(vm.pid)
+        started = time.monotonic()
         hog = vm.ssh.start(f"memhog {mib}")
         line = hog.read_line(timeout=TOUCH_TIMEOUT_S)
+        touch_seconds = time.monotonic() - started
         if not line.startswith("touched"):
             raise SSHError(f"memhog {mib}: expected 'touched', got {line!r}", vm.console_tail())
         # QEMU's RSS follows the guest's touches; wait until it has caught up.
@@ -94,4 +98,6 @@ def measure_release(
         final = read_rss_bytes(vm.pid)
         watched = time.monotonic() - released_at
         samples = list(sampler.samples)
-    return ReleaseMeasurement(mib, baseline, peak, released_at, final, watched, samples)
+    return ReleaseMeasurement(
+        mib, baseline, peak, released_at, final, watched, touch_seconds, samples
+    )

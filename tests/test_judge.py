@@ -192,7 +192,13 @@ def test_rss_evidence_from_a_release_measurement() -> None:
     from harness.workloads import ReleaseMeasurement
 
     m = ReleaseMeasurement(
-        mib=256, baseline_rss=100, peak_rss=400, released_at=1.0, final_rss=150, watched_s=30.0
+        mib=256,
+        baseline_rss=100,
+        peak_rss=400,
+        released_at=1.0,
+        final_rss=150,
+        watched_s=30.0,
+        touch_seconds=2.0,
     )
     assert RssEvidence.from_measurement(m) == RssEvidence(100, 400, 150)
 

@@ -166,7 +166,7 @@ def test_plot_rss_of_a_real_process(tmp_path: Path) -> None:
 # --- comparison ------------------------------------------------------------------------------
 
 ROWS = [
-    RevisionRow("stock-6.1 (page_reporting)", 1_048_576_000, 6.25, "pass"),
+    RevisionRow("stock-6.1 (page_reporting)", 1_048_576_000, 6.25, "pass", touch_seconds=3.5),
     RevisionRow("v2-port", 3 << 20, None, "fail: RSS did not fall"),
     RevisionRow("v2|lockdep", None, None, "error: guest panicked"),
 ]
@@ -174,10 +174,14 @@ ROWS = [
 
 def test_compare_revisions_markdown() -> None:
     table = compare_revisions(ROWS).splitlines()
-    assert table[0] == "| revision | bytes returned | seconds to 90% | verdict |"
+    assert table[0] == (
+        "| revision | bytes returned | seconds to 90% | seconds to touch | verdict |"
+    )
     assert len(table) == 2 + len(ROWS)
-    assert table[2] == "| stock-6.1 (page_reporting) | 1,048,576,000 (1000.0 MiB) | 6.25 | pass |"
-    assert table[3] == "| v2-port | 3,145,728 (3.0 MiB) | never | fail: RSS did not fall |"
+    assert table[2] == (
+        "| stock-6.1 (page_reporting) | 1,048,576,000 (1000.0 MiB) | 6.25 | 3.50 | pass |"
+    )
+    assert table[3] == "| v2-port | 3,145,728 (3.0 MiB) | never | n/a | fail: RSS did not fall |"
     assert table[4].startswith("| v2\\|lockdep | n/a | never |")
 
 
@@ -191,6 +195,7 @@ def test_write_comparison_files(tmp_path: Path) -> None:
         "revision": "stock-6.1 (page_reporting)",
         "bytes_returned": "1048576000",
         "seconds_to_90": "6.25",
+        "touch_seconds": "3.5",
         "verdict": "pass",
     }
     assert rows[2]["bytes_returned"] == "" and rows[2]["revision"] == "v2|lockdep"
@@ -217,7 +222,7 @@ def test_rows_recorded_as_dicts_by_the_scenarios(tmp_path: Path) -> None:
         "passed": False,
     }
     table = compare_revisions([recorded]).splitlines()
-    assert table[2] == "| hinting-v2 | 943,718,400 (900.0 MiB) | never | fail |"
+    assert table[2] == "| hinting-v2 | 943,718,400 (900.0 MiB) | never | n/a | fail |"
     csv_path = write_compare_csv([recorded, ROWS[0]], tmp_path / "compare.csv")
     with csv_path.open(newline="") as src:
         rows = list(csv.DictReader(src))

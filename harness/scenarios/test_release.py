@@ -51,6 +51,7 @@ def test_release_returns_memory_to_host(
             "released_bytes": m.released_bytes,
             "returned_bytes": m.returned_bytes,
             "seconds_to_90pct": m.seconds_to_90pct,
+            "touch_seconds": round(m.touch_seconds, 2),
             "passed": m.returned_bytes >= RETURN_FRACTION * m.released_bytes,
         },
         m,
