@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.report import plot_rss
+from harness.rss import RssSample, write_samples_csv
 from harness.workloads import ReleaseMeasurement
 
 
@@ -33,10 +34,9 @@ def save_json(path: Path, value: Any) -> None:
 
 def save_measurement(directory: Path, label: str, m: ReleaseMeasurement) -> None:
     """rss.csv (time series), rss.png and measurement.json (summary) for one release."""
-    with (directory / "rss.csv").open("w") as f:
-        f.write("t_since_release_s,rss_bytes\n")
-        for s in m.samples:
-            f.write(f"{s.t - m.released_at:.3f},{s.rss_bytes}\n")
+    # t in rss.csv counts seconds from the release (negative before it)
+    since_release = [RssSample(s.t - m.released_at, s.rss_bytes) for s in m.samples]
+    write_samples_csv(since_release, directory / "rss.csv")
     summary = {
         "label": label,
         "mib": m.mib,

@@ -223,8 +223,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     report.write_junit(results, out / "junit.xml")
     rows = getattr(config, "_phh_measurements", [])
     if rows:
-        (out / "compare.md").write_text(report.compare_revisions(rows))
-        report.write_compare_csv(rows, out / "compare.csv")
+        report.write_comparison(rows, out)
     series = getattr(config, "_phh_series", {})
     if series:
         report.plot_rss(

@@ -15,6 +15,7 @@ from harness.errors import SSHError
 from harness.rss import RssSample, RssSampler, read_rss_bytes, time_to_fraction
 
 MiB = 1 << 20
+RETURN_FRACTION = 0.8  # of the released memory the host must get back (the bar)
 TOUCH_TIMEOUT_S = 300.0  # touching 1.2 GiB under TCG takes tens of seconds
 
 

@@ -15,11 +15,10 @@ from harness.evidence import save_console, save_json, save_measurement
 from harness.known_splats import is_known, load_known_splats
 from harness.revisions import Revision
 from harness.scenarios.guest_checks import format_splats, splats
-from harness.workloads import MiB, measure_release
+from harness.workloads import RETURN_FRACTION, MiB, measure_release
 
 DEBUG_DEADLINE_S = 90.0  # lockdep and KASAN slow the guest down under TCG
 DEBUG_BOOT_TIMEOUT_S = 180.0
-RETURN_FRACTION = 0.8
 
 
 def test_debug_kernel_log_is_clean_or_known(

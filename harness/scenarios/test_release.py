@@ -16,9 +16,8 @@ from harness.judge import RssEvidence, hinted_bytes, judge
 from harness.procfs import GuestObservations
 from harness.revisions import Revision
 from harness.scenarios.guest_checks import format_splats, hinted_vs_free, observe, splats
-from harness.workloads import MiB, measure_release
+from harness.workloads import RETURN_FRACTION, MiB, measure_release
 
-RETURN_FRACTION = 0.8
 NEGATIVE_CONTROL_LIMIT = 50 * MiB
 NEGATIVE_CONTROL_WINDOW_S = 20.0
 
