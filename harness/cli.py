@@ -3,6 +3,7 @@
 build  build one revision's kernel (cached) and print where the bzImage is
 boot   build, boot it in QEMU, print the ssh command, and keep it up until Ctrl-C
 run    the scenario suite (`pytest harness/` with the same options)
+mutants  the mutant campaign: the suite on each seeded defect of patches/mutants/
 """
 
 from __future__ import annotations
@@ -66,6 +67,16 @@ def cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
     return int(pytest.main(argv))
 
 
+def cmd_mutants(args: argparse.Namespace) -> int:
+    from harness import mutants
+
+    results = Path(args.results).resolve()
+    results.mkdir(parents=True, exist_ok=True)
+    code = mutants.campaign(args.only, results, include_clean=not args.no_clean)
+    print(f"report: {results / 'mutants.md'}  JUnit: {results / 'mutants-junit.xml'}")
+    return code
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--kernel-source", metavar="PATH", help="kernel tree (default: Debian's linux-source-6.1)"
@@ -107,6 +118,14 @@ def parser() -> argparse.ArgumentParser:
         help="run the scenario suite; other arguments go to pytest "
         "(e.g. --revisions stock --series DIR --results DIR)",
     )
+    mutants = sub.add_parser(
+        "mutants", help="run the suite on each seeded defect; non-zero if one is missed"
+    )
+    mutants.add_argument("--only", nargs="+", default=[], metavar="ID", help="mutant ids")
+    mutants.add_argument(
+        "--no-clean", action="store_true", help="skip the clean hinting-v2-fixed run"
+    )
+    mutants.add_argument("--results", default="results", metavar="DIR")
     return top
 
 
@@ -119,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args, rest)
         if rest:
             parser().error("unrecognised arguments: " + shlex.join(rest))
-        return {"build": cmd_build, "boot": cmd_boot}[args.command](args)
+        return {"build": cmd_build, "boot": cmd_boot, "mutants": cmd_mutants}[args.command](args)
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ from harness.plugin import (  # noqa: F401  (pytest finds hooks and fixtures by 
     pytest_generate_tests,
     pytest_runtest_makereport,
     pytest_sessionfinish,
+    record_fault_rate,
     record_measurement,
     release_mib,
     results_dir,

@@ -15,8 +15,17 @@ from enum import Enum
 from typing import Protocol
 
 from harness.errors import HarnessError
+from harness.model.counts import CountPrediction, OrderCounts
 from harness.model.idle import idle_unhinted_bound
-from harness.procfs import PAGE_SIZE, GuestObservations, HintingListState, HintingState
+from harness.procfs import (
+    ACTIVITY_FIELDS,
+    PAGE_SIZE,
+    GuestObservations,
+    HintingListState,
+    HintingState,
+    ZoneActivity,
+)
+from harness.spec import V2_SPEC, HintingSpec
 
 MiB = 1 << 20
 
@@ -117,18 +126,25 @@ def judge(
     *,
     hinted_before_bytes: int = 0,
     config: JudgeConfig | None = None,
+    spec: HintingSpec = V2_SPEC,
 ) -> Verdict:
     """Kernel-side consistency plus, when RSS is given, the host-side release check."""
     config = config or JudgeConfig()
-    verdict = judge_kernel(obs, config)
+    verdict = judge_kernel(obs, config, spec)
     if rss is not None:
         evidence = rss if isinstance(rss, RssEvidence) else RssEvidence.from_samples(rss)
         verdict += Verdict((judge_rss(hinted_bytes(obs), evidence, hinted_before_bytes, config),))
     return verdict
 
 
-def judge_kernel(obs: GuestObservations, config: JudgeConfig | None = None) -> Verdict:
-    """Checks that need no host data; valid on any snapshot, busy or idle."""
+def judge_kernel(
+    obs: GuestObservations, config: JudgeConfig | None = None, spec: HintingSpec = V2_SPEC
+) -> Verdict:
+    """Checks that need no host data; valid on any snapshot, busy or idle.
+
+    `spec` is what the revision declares (its params.toml): the kernel must report it,
+    and the idle rule is computed from it, not from what the kernel says it uses.
+    """
     config = config or JudgeConfig()
     state = obs.hinting
     if state is None or not state.device:
@@ -137,13 +153,14 @@ def judge_kernel(obs: GuestObservations, config: JudgeConfig | None = None) -> V
     checks = [
         Check("hinting_present", Status.PASS, f"{len(state.lists)} lists, refcnt {state.refcnt}"),
         _check_min_order(obs, state),
+        _check_parameters(state, spec),
         _check_lists_hinted_le_free(state),
         _check_tail_block(state),
         _check_zoneinfo_matches_debugfs(obs, state, config),
         _check_hinted_le_free_per_order(obs, state, config),
         _check_free_counts_agree(obs, state, config),
         _check_refcnt(state),
-        _check_idle_rule(obs, state, config),
+        _check_idle_rule(obs, state, config, spec),
     ]
     return Verdict(tuple(checks))
 
@@ -208,6 +225,18 @@ def _check_min_order(obs: GuestObservations, state: HintingState) -> Check:
         problems.append(f"min_order {state.min_order} != pageblock_order {block_order}")
     detail = f"min_order {state.min_order}, hwm {state.hwm}, capacity {state.capacity}"
     return _result("min_order_is_pageblock_order", problems, detail)
+
+
+def _check_parameters(state: HintingState, spec: HintingSpec) -> Check:
+    """The kernel's min order, HWM and capacity are the ones the revision declares."""
+    reported = {"min_order": state.min_order, "hwm": state.hwm, "capacity": state.capacity}
+    problems = [
+        f"{name} {value} != declared {getattr(spec, name)}"
+        for name, value in reported.items()
+        if value != getattr(spec, name)
+    ]
+    detail = ", ".join(f"{name} {value}" for name, value in reported.items()) + " as declared"
+    return _result("parameters_match_spec", problems, detail)
 
 
 def _check_lists_hinted_le_free(state: HintingState) -> Check:
@@ -332,7 +361,9 @@ def _check_refcnt(state: HintingState) -> Check:
     return Check("refcnt_idle", Status.PASS, detail)
 
 
-def _check_idle_rule(obs: GuestObservations, state: HintingState, config: JudgeConfig) -> Check:
+def _check_idle_rule(
+    obs: GuestObservations, state: HintingState, config: JudgeConfig, spec: HintingSpec
+) -> Check:
     sums = _debugfs_sums(state)
     problems: list[str] = []
     judged: list[str] = []
@@ -346,7 +377,7 @@ def _check_idle_rule(obs: GuestObservations, state: HintingState, config: JudgeC
                     f"active {int(zone_state.active)})"
                 )
             continue
-        bounds = _idle_bounds(key, sums.get(key, {}), state, _top_order(obs, key))
+        bounds = _idle_bounds(key, sums.get(key, {}), state, spec, _top_order(obs, key))
         for order, (unhinted, free, bound) in sorted(bounds.items()):
             if unhinted > bound:
                 problems.append(
@@ -371,19 +402,21 @@ def _idle_bounds(
     key: ZoneKey,
     per_order: dict[int, tuple[int, int]],
     state: HintingState,
+    spec: HintingSpec,
     top_order: int | None,
 ) -> dict[int, tuple[int, int, int]]:
-    """order -> (U = free - hinted, free, bound of harness.model.idle) for hinting orders."""
-    top = top_order if top_order is not None else max(per_order, default=state.min_order)
+    """order -> (U = free - hinted, free, bound of harness.model.idle) for hinting orders,
+    with the declared parameters."""
+    top = top_order if top_order is not None else max(per_order, default=spec.min_order)
     n_mt = len({e.migratetype for e in state.lists if (e.node, e.zone) == key})
     bounds = {}
     for order, (free, hinted) in per_order.items():
         bound = idle_unhinted_bound(
             order,
-            min_order=state.min_order,
+            min_order=spec.min_order,
             top_order=top,
-            hwm=state.hwm,
-            capacity=state.capacity,
+            hwm=spec.hwm,
+            capacity=spec.capacity,
             n_migratetypes=n_mt,
         )
         if bound is not None:
@@ -393,3 +426,192 @@ def _idle_bounds(
 
 def _mib(value: int) -> str:
     return f"{value / MiB:.1f} MiB"
+
+
+# -- scripted steps: predictions, work, accounting, integrity ---------------------------------
+def zone_counts(obs: GuestObservations, zone: str, orders: range) -> dict[int, OrderCounts]:
+    """Per hinting order of one zone: free blocks (buddyinfo) and hinted (zoneinfo)."""
+    free = next((f for (_, z), f in obs.buddyinfo.free.items() if z == zone), ())
+    info = next((z for z in obs.zoneinfo if z.zone == zone), None)
+    hinted = info.hinted if info is not None else {}
+    return {o: OrderCounts(free[o] if o < len(free) else 0, hinted.get(o, 0)) for o in orders}
+
+
+def zone_activity(state: HintingState | None, zone: str) -> ZoneActivity | None:
+    if state is None:
+        return None
+    return next((z.activity for z in state.zones if z.zone == zone), None)
+
+
+def judge_prediction(
+    step: str,
+    prediction: CountPrediction,
+    before: GuestObservations,
+    after: GuestObservations,
+    zone: str,
+    spec: HintingSpec,
+) -> Verdict:
+    """One scripted step between two idle points against the count model, exactly.
+
+    Counts: free and hinted per hinting order of `zone`. Work: the step requested hinting
+    once or not at all, ran one cycle for it, handed the host exactly the blocks that
+    were unhinted, in ceil(reported / capacity) batches, and got every one back hinted.
+    """
+    observed = zone_counts(after, zone, range(spec.min_order, max(prediction.counts) + 1))
+    problems = []
+    for order, want in sorted(prediction.counts.items()):
+        got = observed[order]
+        if (got.free, got.hinted) != (want.free, want.hinted):
+            problems.append(
+                f"{zone} order {order}: free {got.free} hinted {got.hinted} (unhinted "
+                f"{got.unhinted}), model {want.free} / {want.hinted} (unhinted {want.unhinted})"
+            )
+    trigger = "requests hinting" if prediction.requested else "stays below the trigger"
+    detail = f"the step {trigger}; " + "; ".join(
+        f"order {o} {c.free}/{c.hinted}" for o, c in sorted(prediction.counts.items())
+    )
+    checks = [_result(f"counts_match_model[{step}]", problems, detail)]
+    start, end = zone_activity(before.hinting, zone), zone_activity(after.hinting, zone)
+    if start is None or end is None:
+        checks.append(Check(f"work_matches_model[{step}]", Status.NOT_APPLICABLE, "no counters"))
+        return Verdict(tuple(checks))
+    done = end.since(start)
+    want_requests = int(prediction.requested)
+    want_batches = -(-prediction.reported // spec.capacity)
+    expected = {
+        "requests": want_requests,
+        "cycles": want_requests,
+        "batches": want_batches,
+        "reported": prediction.reported,
+        "hinted": prediction.reported,
+    }
+    problems = [
+        f"{field} {getattr(done, field)} != model {want}"
+        for field, want in expected.items()
+        if getattr(done, field) != want
+    ]
+    detail = ", ".join(f"{field} {want}" for field, want in expected.items())
+    checks.append(_result(f"work_matches_model[{step}]", problems, detail))
+    return Verdict(tuple(checks))
+
+
+def judge_work(before: HintingState, after: HintingState, spec: HintingSpec) -> Verdict:
+    """Bounds on the work done between two snapshots, for workloads the model does not
+    script: per zone, batches are full but for one per cycle, nothing comes back hinted
+    that was not reported, and every request but the first needed HWM new blocks."""
+    problems: list[str] = []
+    shown: list[str] = []
+    for zone in after.zones:
+        start, end = zone_activity(before, zone.zone), zone.activity
+        if start is None or end is None:
+            continue
+        d = end.since(start)
+        shown.append(
+            f"{zone.zone}: {d.requests} requests, {d.cycles} cycles, {d.batches} batches, "
+            f"{d.reported} reported, {d.hinted} hinted"
+        )
+        if d.reported < spec.capacity * (d.batches - d.cycles):
+            problems.append(
+                f"{zone.zone}: {d.batches} batches in {d.cycles} cycles carried {d.reported} "
+                f"blocks; full batches of {spec.capacity} need >= "
+                f"{spec.capacity * (d.batches - d.cycles)}"
+            )
+        if d.reported > spec.capacity * d.batches or d.hinted > d.reported:
+            problems.append(
+                f"{zone.zone}: reported {d.reported}, hinted {d.hinted} in {d.batches} "
+                f"batches of at most {spec.capacity}"
+            )
+        if d.requests > 1 + d.reported // spec.hwm:
+            problems.append(
+                f"{zone.zone}: {d.requests} requests for {d.reported} reported blocks; each "
+                f"request after the first needs {spec.hwm} new unhinted blocks (HWM): at most "
+                f"{1 + d.reported // spec.hwm}"
+            )
+        if d.cycles > d.requests + 1:
+            problems.append(f"{zone.zone}: {d.cycles} cycles for {d.requests} requests")
+    if not shown:
+        return Verdict((Check("work_within_model", Status.NOT_APPLICABLE, "no counters"),))
+    return Verdict((_result("work_within_model", problems, "; ".join(shown)),))
+
+
+def judge_quiet(before: HintingState, after: HintingState, seconds: float) -> Check:
+    """An idle guest does no hinting work: no counter moves over an idle window."""
+    moved = []
+    for zone in after.zones:
+        start, end = zone_activity(before, zone.zone), zone.activity
+        if start is None or end is None:
+            continue
+        d = end.since(start)
+        if any(getattr(d, f) for f in ACTIVITY_FIELDS):
+            moved.append(
+                f"{zone.zone}: +{d.requests} requests, +{d.cycles} cycles, "
+                f"+{d.batches} batches, +{d.reported} reported"
+            )
+        if zone.requested or zone.active:
+            moved.append(
+                f"{zone.zone}: requested {int(zone.requested)} active {int(zone.active)} at the end"
+            )
+    detail = f"no hinting work in {seconds:.1f} s of idle"
+    return _result("no_work_while_idle", moved, detail)
+
+
+@dataclass(frozen=True)
+class FreeMemory:
+    """Free memory at one idle point, in KiB."""
+
+    mem_free: int  # /proc/meminfo MemFree
+    nr_free_pages: int  # sum of zoneinfo nr_free_pages, in KiB
+    high_order: int  # buddyinfo blocks of order >= min order, in KiB
+
+    @classmethod
+    def of(cls, obs: GuestObservations, min_order: int) -> FreeMemory:
+        nr_free = sum(z.stats.get("nr_free_pages", 0) for z in obs.zoneinfo)
+        high = sum(
+            count << order
+            for free in obs.buddyinfo.free.values()
+            for order, count in enumerate(free)
+            if order >= min_order
+        )
+        page_kib = PAGE_SIZE // 1024
+        return cls(obs.meminfo["MemFree"], nr_free * page_kib, high * page_kib)
+
+
+def judge_accounting(
+    baseline: FreeMemory,
+    cycles: Sequence[FreeMemory],
+    tolerance_kib: int,
+    high_order_tolerance_kib: int,
+) -> Check:
+    """After each workload cycle, once idle, free memory is back at its level before.
+
+    Blocks of the hinting orders get a looser tolerance: the workload's own allocations
+    split a few of them (fragmentation), which is not a loss."""
+    tolerances = {
+        "mem_free": tolerance_kib,
+        "nr_free_pages": tolerance_kib,
+        "high_order": high_order_tolerance_kib,
+    }
+    problems = []
+    for index, now in enumerate(cycles, start=1):
+        for field, tolerance in tolerances.items():
+            lost = getattr(baseline, field) - getattr(now, field)
+            if lost > tolerance:
+                problems.append(
+                    f"after cycle {index}: {field} {getattr(now, field)} KiB is "
+                    f"{lost} KiB below its level before ({getattr(baseline, field)} KiB)"
+                )
+    drift = [baseline.mem_free - c.mem_free for c in cycles]
+    detail = f"MemFree change per cycle {[-d for d in drift]} KiB, tolerance {tolerance_kib} KiB"
+    return _result("free_memory_returns", problems, detail)
+
+
+def judge_integrity(pattern_output: str, checksums: Sequence[tuple[str, str]]) -> Check:
+    """The pattern workload saw every word it wrote; tmpfs files kept their checksums."""
+    problems = [line for line in pattern_output.splitlines() if line.startswith("MISMATCH")]
+    if not problems and "done " not in pattern_output:
+        problems.append(f"pattern did not finish: {pattern_output.strip()[-300:]!r}")
+    for label, (before, after) in enumerate(checksums):
+        if before != after:
+            problems.append(f"tmpfs file {label}: sha256 {before[:16]}... became {after[:16]}...")
+    done = next((ln for ln in pattern_output.splitlines() if ln.startswith("done ")), "")
+    return _result("memory_kept_its_contents", problems, f"{done}; {len(checksums)} files")

@@ -18,6 +18,10 @@ from harness.vm import GuestVM, VMConfig
 
 log = logging.getLogger("harness")
 
+# Debug kernels carry ACPI (kconfigs/debug.config) and boot with a second vCPU, so that
+# lockdep and KASAN see the worker and the workloads run concurrently.
+DEBUG_SMP = 2
+
 
 @dataclass
 class Pipeline:
@@ -71,6 +75,7 @@ class Pipeline:
         balloon_page_poison: bool = True,
         extra_cmdline: str = "",
         boot_timeout: float = 60.0,
+        memory_mib: int | None = None,
     ) -> GuestVM:
         """A not-yet-started VM for `revision`; use it as a context manager."""
         kernel = self.build(revision).bzimage
@@ -83,8 +88,8 @@ class Pipeline:
             initrd=run_initrd,
             workdir=workdir,
             ssh_key=key.private,
-            memory_mib=self.memory_mib,
-            smp=self.smp,
+            memory_mib=memory_mib or self.memory_mib,
+            smp=DEBUG_SMP if revision.debug else self.smp,
             accel=self.accel_for(kernel, run_initrd),
             balloon=balloon,
             free_page_reporting=free_page_reporting,

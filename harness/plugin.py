@@ -137,6 +137,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config._phh_results = []  # type: ignore[attr-defined]
     config._phh_measurements = []  # type: ignore[attr-defined]
     config._phh_series = {}  # type: ignore[attr-defined]
+    config._phh_fault_rates = {}  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")
@@ -193,6 +194,16 @@ def record_measurement(pytestconfig: pytest.Config, results_dir: Path):
     return record
 
 
+@pytest.fixture
+def record_fault_rate(pytestconfig: pytest.Config):
+    """Scenarios hand their page-fault benchmark result here for compare.md."""
+
+    def record(revision: str, faults_per_second: float) -> None:
+        pytestconfig._phh_fault_rates[revision] = faults_per_second  # type: ignore[attr-defined]
+
+    return record
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
@@ -222,8 +233,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     out.mkdir(parents=True, exist_ok=True)
     report.write_junit(results, out / "junit.xml")
     rows = getattr(config, "_phh_measurements", [])
-    if rows:
-        report.write_comparison(rows, out)
+    fault_rates = getattr(config, "_phh_fault_rates", {})
+    if rows or fault_rates:
+        markdown, _ = report.write_comparison(rows, out)
+        if fault_rates:
+            with markdown.open("a") as f:
+                f.write(report.fault_benchmark_section(fault_rates))
     series = getattr(config, "_phh_series", {})
     if series:
         report.plot_rss(

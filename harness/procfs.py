@@ -70,11 +70,29 @@ class HintingListState:
 
 
 @dataclass(frozen=True)
+class ZoneActivity:
+    """The series' per-zone activity counters (cumulative since boot)."""
+
+    requests: int  # times the zone set REQUESTED
+    cycles: int  # page_hinting_cycle() runs
+    batches: int  # non-empty fills handed to react()
+    reported: int  # blocks handed to react()
+    hinted: int  # blocks that came back marked hinted
+
+    def since(self, earlier: ZoneActivity) -> ZoneActivity:
+        return ZoneActivity(*(getattr(self, f) - getattr(earlier, f) for f in ACTIVITY_FIELDS))
+
+
+ACTIVITY_FIELDS = ("requests", "cycles", "batches", "reported", "hinted")
+
+
+@dataclass(frozen=True)
 class HintingZoneState:
     node: int
     zone: str
     requested: bool
     active: bool
+    activity: ZoneActivity | None = None  # None: a series without the counters
 
 
 @dataclass(frozen=True)
@@ -475,11 +493,17 @@ def parse_hinting_state(text: str, source: str = "page_hinting/state") -> Hintin
 
 
 def _hinting_zone(entry: _StateLine) -> HintingZoneState:
+    present = [f for f in ACTIVITY_FIELDS if f in entry.fields]
+    if present and len(present) != len(ACTIVITY_FIELDS):
+        missing = ", ".join(f for f in ACTIVITY_FIELDS if f not in entry.fields)
+        raise _bad_line(entry.source, entry.line_no, entry.line, f"missing {missing}")
+    activity = ZoneActivity(*(entry.int(f) for f in ACTIVITY_FIELDS)) if present else None
     return HintingZoneState(
         node=entry.int("node"),
         zone=entry.fields["zone"],
         requested=entry.flag("requested"),
         active=entry.flag("active"),
+        activity=activity,
     )
 
 

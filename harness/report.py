@@ -329,3 +329,21 @@ def write_comparison(rows: Iterable[RowLike], results_dir: Path) -> tuple[Path, 
     markdown = results_dir / "compare.md"
     markdown.write_text(compare_revisions(rows))
     return markdown, write_compare_csv(rows, results_dir / "compare.csv")
+
+
+def fault_benchmark_section(rates: dict[str, float], baseline: str = "stock") -> str:
+    """Markdown: page faults per second per revision, and the ratio to `baseline` measured
+    in the same run (none when the baseline did not run). Under TCG it is a rough figure,
+    reported and not asserted."""
+    base = rates.get(baseline)
+    lines = [
+        "",
+        "## Page-fault cost (faultbench: mmap, touch every page, munmap; page_fault1 style)",
+        "",
+        f"| revision | faults per second | ratio to {baseline} |",
+        "|---|---:|---:|",
+    ]
+    for revision, rate in rates.items():
+        ratio = "n/a" if not base else f"{rate / base:.2f}"
+        lines.append(f"| {_cell(revision)} | {rate:,.0f} | {ratio} |")
+    return "\n".join(lines) + "\n"

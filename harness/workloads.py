@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from harness.errors import SSHError
+from harness.procfs import HintingState, parse_hinting_state
 from harness.rss import RssSample, RssSampler, read_rss_bytes, time_to_fraction
 
 MiB = 1 << 20
@@ -102,3 +103,62 @@ def measure_release(
     return ReleaseMeasurement(
         mib, baseline, peak, released_at, final, watched, touch_seconds, samples
     )
+
+
+# -- scripted steps for the detection scenarios ---------------------------------------------
+HINTING_STATE = "/sys/kernel/debug/page_hinting/state"
+NR_HUGEPAGES = "/proc/sys/vm/nr_hugepages"
+IDLE_POLL_S = 0.2
+
+
+def read_hinting_state(vm) -> HintingState:
+    return parse_hinting_state(vm.ssh.check(f"cat {HINTING_STATE}").stdout, HINTING_STATE)
+
+
+class WorkerNeverIdle(AssertionError):
+    """Hinting did not go idle: a defect of the series (a storm or a lost wake-up), so it
+    is reported as a failed check, not as an error of the harness."""
+
+
+def wait_hinting_idle(vm, *, settle_s: float, timeout_s: float = 30.0) -> HintingState:
+    """Poll the series' debugfs file until no zone is requested or active and the worker's
+    refcount is 0, at least `settle_s` after the call (past the worker's start delay, so
+    that a request the last step made has been seen)."""
+    started = time.monotonic()
+    time.sleep(settle_s)
+    while True:
+        state = read_hinting_state(vm)
+        if state.refcnt == 0 and not any(z.requested or z.active for z in state.zones):
+            return state
+        if time.monotonic() - started > timeout_s:
+            busy = [
+                f"{z.zone} requested {int(z.requested)} active {int(z.active)}" for z in state.zones
+            ]
+            raise WorkerNeverIdle(
+                f"[FAIL] worker_goes_idle: hinting still busy {timeout_s:.0f} s after the "
+                f"last step (refcnt {state.refcnt}; {'; '.join(busy)}): the worker never "
+                "stops (a hinting storm) or a request is never cleared"
+            )
+        time.sleep(IDLE_POLL_S)
+
+
+def set_hugepages(vm, count: int) -> int:
+    """Resize the hugetlb pool (order-9 pages); returns the size the kernel reached."""
+    vm.ssh.check(f"echo {count} > {NR_HUGEPAGES}", timeout=120)
+    return int(vm.ssh.check(f"cat {NR_HUGEPAGES}").stdout.strip())
+
+
+def run_pattern(vm, hold_mib: int, churn_mib: int, rounds: int, timeout_s: float) -> str:
+    """The data-integrity workload; its stdout (a MISMATCH line on a failure)."""
+    result = vm.ssh.run(f"pattern {hold_mib} {churn_mib} {rounds}", timeout=timeout_s)
+    if result.exit_status not in (0, 3):
+        raise SSHError(
+            f"pattern {hold_mib} {churn_mib} {rounds} failed with exit {result.exit_status}: "
+            f"{result.stderr.strip()[-500:]}",
+            "run it by hand in `python3 -m harness boot` to see why",
+        )
+    return result.stdout
+
+
+def tmpfs_checksum(vm, path: str) -> str:
+    return vm.ssh.check(f"sha256sum {path}", timeout=120).stdout.split()[0]

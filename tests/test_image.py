@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
 import stat
 import struct
 import subprocess
@@ -148,6 +149,61 @@ def test_memhog_cycles_and_eof(workloads: dict[str, Path]) -> None:
 @pytest.mark.parametrize("args", [[], ["0"], ["x"], ["--cycles", "0", "8"], ["1", "2"]])
 def test_memhog_rejects_bad_arguments(workloads: dict[str, Path], args: list[str]) -> None:
     result = subprocess.run([workloads["memhog"], *args], capture_output=True, text=True)
+    assert result.returncode == 1 and "usage" in result.stderr and result.stdout == ""
+
+
+def test_pattern_rounds_verify(workloads: dict[str, Path]) -> None:
+    result = subprocess.run(
+        [workloads["pattern"], "8", "8", "3"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "round 0 ok\nround 1 ok\nround 2 ok\ndone 3 rounds, 48 MiB verified\n"
+
+
+def test_faultbench_reports_a_rate(workloads: dict[str, Path]) -> None:
+    result = subprocess.run(
+        [workloads["faultbench"], "4", "1"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    words = result.stdout.split()
+    assert words[0::2] == ["faults", "seconds", "per_s"]
+    assert int(words[1]) > 0 and float(words[5]) > 0
+    bad = subprocess.run([workloads["faultbench"], "0", "1"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "usage" in bad.stderr
+
+
+def test_pattern_selftest_reports_the_zeroed_word(workloads: dict[str, Path]) -> None:
+    result = subprocess.run(
+        [workloads["pattern"], "--selftest-corrupt"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 3
+    match = re.fullmatch(
+        r"MISMATCH region=hold round=0 offset=0x2008 expected=([0-9a-f]{16}) "
+        r"found=0000000000000000 words=1\n",
+        result.stdout,
+    )
+    assert match is not None, result.stdout
+    assert int(match.group(1), 16) != 0
+    assert "0x2008" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["8", "8"],
+        ["8", "8", "3", "4"],
+        ["0", "8", "3"],
+        ["8", "0", "3"],
+        ["8", "8", "0"],
+        ["x", "8", "3"],
+        ["8", "-1", "3"],
+        ["--selftest-corrupt", "1"],
+        ["--selftest", "4", "4"],
+    ],
+)
+def test_pattern_rejects_bad_arguments(workloads: dict[str, Path], args: list[str]) -> None:
+    result = subprocess.run([workloads["pattern"], *args], capture_output=True, text=True)
     assert result.returncode == 1 and "usage" in result.stderr and result.stdout == ""
 
 

@@ -25,7 +25,7 @@ from harness.judge import (
     judge_rss,
 )
 from harness.model import HintingSystem, MigrateType, Params
-from harness.model.observe import observe
+from harness.model.observe import declared_spec, observe
 from harness.procfs import (
     BUDDYINFO_PATH,
     HINTING_STATE_PATH,
@@ -132,7 +132,7 @@ def test_a_kernel_that_never_notifies_is_caught() -> None:
     system.settle()
     system.hinting.notify_enabled = False  # the static key never got enabled, say
     workload(system, 70)
-    verdict = judge_kernel(observe(system))
+    verdict = judge_kernel(observe(system), spec=declared_spec(system))
     check = verdict.check("idle_trigger_rule")
     assert check.status is Status.FAIL and "70 unhinted" in check.detail
 
@@ -159,7 +159,7 @@ def test_a_kernel_whose_counts_drift_on_merges_is_caught() -> None:
 
     system.zone.free = drifting_free
     system.worker_step()
-    verdict = judge_kernel(observe(system))
+    verdict = judge_kernel(observe(system), spec=declared_spec(system))
     check = verdict.check("zoneinfo_hinted_matches_debugfs")
     assert check.status is Status.FAIL and "order 9: zoneinfo hinted 1 != debugfs sum 0" in (
         check.detail
@@ -257,7 +257,7 @@ def test_a_busy_model_state_passes_the_snapshot_checks() -> None:
     system.advance(X86.delay)
     system.worker_step()
     system.worker_step()
-    verdict = judge_kernel(observe(system))
+    verdict = judge_kernel(observe(system), spec=declared_spec(system))
     assert verdict.passed, str(verdict)
     assert verdict.check("idle_trigger_rule").status is Status.NOT_APPLICABLE
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from harness.judge import judge_kernel
 from harness.model import HintingSystem, MigrateType, Params, Phase, idle_bound_for
 from harness.model.invariants import violations
-from harness.model.observe import observe
+from harness.model.observe import declared_spec, observe
 
 X86 = Params(migratetypes=tuple(MigrateType)[:4])  # 6.1 x86-64 guest: no CMA, no isolation
 MOVABLE, UNMOVABLE = MigrateType.MOVABLE, MigrateType.UNMOVABLE
@@ -40,7 +40,7 @@ def test_order_9_holds_hwm_unhinted_pages_at_idle_because_a_split_does_not_notif
     assert snap.unhinted(9) == 32 >= X86.hwm
     assert system.idle and not system.hinting.requested
     assert snap.unhinted(9) <= idle_bound_for(X86, 9)
-    assert judge_kernel(observe(system)).passed
+    assert judge_kernel(observe(system), spec=declared_spec(system)).passed
 
 
 def test_top_order_reaches_its_bound_through_merges_in_the_last_drain() -> None:
@@ -68,7 +68,7 @@ def test_top_order_reaches_its_bound_through_merges_in_the_last_drain() -> None:
     assert snap.unhinted(TOP) == 62 == idle_bound_for(X86, TOP)
     assert snap.unhinted(9) == 0
     system.check_invariants()
-    assert judge_kernel(observe(system)).passed
+    assert judge_kernel(observe(system), spec=declared_spec(system)).passed
 
 
 @settings(max_examples=60, deadline=None)
@@ -126,7 +126,7 @@ def test_tail_block_breaks_at_idle_when_buddy_merge_likely_applies_to_hinted_ord
     assert broken and broken[0].order >= LOW_MIN_ORDER.min_order
     assert violations(system, tail_block=False) == []  # everything else still holds
     assert any("not a tail block" in v for v in violations(system, tail_block=True))
-    verdict = judge_kernel(observe(system))
+    verdict = judge_kernel(observe(system), spec=declared_spec(system))
     assert not verdict.check("hinted_tail_block").passed
 
 
@@ -145,4 +145,7 @@ def test_moving_a_free_block_at_idle_and_the_tail_block(to_tail: bool, breaks: b
     assert (movable.free, movable.hinted) == (4, 3)
     assert movable.contiguous_tail is not breaks
     assert system.snapshot().unhinted(TOP) == 1  # and no notification
-    assert judge_kernel(observe(system)).check("hinted_tail_block").passed is not breaks
+    assert (
+        judge_kernel(observe(system), spec=declared_spec(system)).check("hinted_tail_block").passed
+        is not breaks
+    )

@@ -15,7 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from harness.judge import judge_kernel
 from harness.model import HintingSystem, MigrateType, Params, Phase, idle_bound_for
-from harness.model.observe import observe
+from harness.model.observe import declared_spec, observe
 
 MTS = (MigrateType.UNMOVABLE, MigrateType.MOVABLE, MigrateType.HIGHATOMIC)
 PARAMS = Params(max_order=5, min_order=3, hwm=3, capacity=3, migratetypes=MTS)
@@ -86,7 +86,7 @@ class HintingMachine(RuleBasedStateMachine):
     @invariant()
     def judge_accepts_every_reachable_state(self) -> None:
         if self.system is not None:
-            verdict = judge_kernel(observe(self.system))
+            verdict = judge_kernel(observe(self.system), spec=declared_spec(self.system))
             assert verdict.passed, str(verdict)
 
 

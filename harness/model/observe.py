@@ -16,6 +16,7 @@ from harness.procfs import (
     PageTypeInfo,
     ZoneInfo,
 )
+from harness.spec import HintingSpec
 
 NODE = 0
 ZONE = "Normal"
@@ -84,3 +85,11 @@ def _pageblocks_per_type(system: HintingSystem) -> dict[str, int]:
     for mt in system.zone.block_mts:
         counts[mt.proc_name] += 1
     return counts
+
+
+def declared_spec(system: HintingSystem) -> HintingSpec:
+    """The parameters a revision modelled by `system` would declare in its params.toml."""
+    p = system.params
+    return HintingSpec(
+        min_order=p.min_order, hwm=p.hwm, capacity=p.capacity, delay_ms=round(p.delay * 1000)
+    )

@@ -1,7 +1,11 @@
 """The release workload on debug kernels (lockdep, PROVE_RCU, DEBUG_VM, DEBUG_LIST, KASAN).
 
-After the release, `fdgrow` makes the kernel free high-order pages from softirq context
-(an RCU callback), which is what exposes a zone->lock taken without disabling interrupts.
+Debug kernels boot with two vCPUs (ACPI in debug.config): while memhog releases memory on
+one CPU and the worker hints it, the pattern workload allocates, writes, verifies and frees
+on the other, so lockdep, KASAN and DEBUG_LIST see the series' code run concurrently with
+the allocator. After the release, `fdgrow` makes the kernel free high-order pages from
+softirq context (an RCU callback), which is what exposes a zone->lock taken without
+disabling interrupts.
 A splat on hinting-v2 is acceptable only if the series lists it in known-splats.txt as a
 v2 defect it keeps on purpose; the lockdep one it lists must actually show (the harness
 exposes it). The fixed revision lists none: any splat fails it.
@@ -12,25 +16,53 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.evidence import save_console, save_json, save_measurement
+from harness.judge import JudgeConfig, judge_integrity, judge_kernel
 from harness.known_splats import is_known, load_known_splats
 from harness.revisions import Revision
-from harness.scenarios.guest_checks import format_splats, splats
-from harness.workloads import RETURN_FRACTION, MiB, measure_release
+from harness.scenarios.guest_checks import format_splats, observe, splats
+from harness.spec import load_spec
+from harness.workloads import (
+    RETURN_FRACTION,
+    MiB,
+    measure_release,
+    wait_hinting_idle,
+)
 
 DEBUG_DEADLINE_S = 90.0  # lockdep and KASAN slow the guest down under TCG
 DEBUG_BOOT_TIMEOUT_S = 180.0
+CONCURRENT_PATTERN = "pattern 256 128 4"  # hold, churn MiB, rounds: the second CPU's load
 
 
 def test_debug_kernel_log_is_clean_or_known(
     debug_revision: Revision, pipeline, evidence: Path, release_mib: int
 ) -> None:
+    spec = load_spec(debug_revision.series)
+    verdict = None
     with pipeline.guest(debug_revision, evidence, boot_timeout=DEBUG_BOOT_TIMEOUT_S) as vm:
+        cpus = int(vm.ssh.check("nproc").stdout)
+        hinting = debug_revision.hinting
+        concurrent = vm.ssh.start(CONCURRENT_PATTERN)
         m = measure_release(vm, release_mib, expect_return=True, deadline_s=DEBUG_DEADLINE_S)
+        pattern = concurrent.wait(timeout=600)
+        (evidence / "pattern.out").write_text(pattern.stdout)
         save_measurement(evidence, debug_revision.name, m)
         vm.ssh.check("fdgrow 8", timeout=300)
+        if hinting:
+            # frees on the second CPU land while the worker is in react(): merges in the
+            # drain and frees behind the boundary happen here, not on one CPU
+            wait_hinting_idle(vm, settle_s=3 * spec.delay_s, timeout_s=DEBUG_DEADLINE_S)
+            obs = observe(vm)
+            save_json(evidence / "observations.json", obs)
+            # (not judge_work: pattern's churn may take freed blocks before the worker
+            # runs, so "each request reports HWM blocks" does not hold here)
+            verdict = judge_kernel(obs, JudgeConfig(require_idle=True), spec)
+            (evidence / "verdict.txt").write_text(f"{verdict}\n")
         found = splats(vm)
         save_console(evidence, vm.console_log)
     save_json(evidence / "splats.json", found)
+    assert cpus >= 2, f"{debug_revision.name}: the debug guest brought up {cpus} CPU, not 2"
+    integrity = judge_integrity(pattern.stdout, [])
+    assert integrity.passed, f"{debug_revision.name}: {integrity}"
     known = load_known_splats(debug_revision.series)
     unknown = [s for s in found if not is_known(s.id, known)]
     assert not unknown, (
@@ -43,6 +75,7 @@ def test_debug_kernel_log_is_clean_or_known(
         f"{debug_revision.name} keeps a locking defect that lockdep should report after "
         f"fdgrow, but the log has no {missed}: the harness failed to expose it"
     )
+    assert verdict is None or verdict.passed, f"{debug_revision.name}:\n{verdict}"
     assert m.returned_bytes >= RETURN_FRACTION * m.released_bytes, (
         f"{debug_revision.name}: RSS fell by {m.returned_bytes / MiB:.0f} MiB of "
         f"{m.released_bytes / MiB:.0f} MiB released within {m.watched_s:.0f} s"

@@ -1,0 +1,100 @@
+"""The mutant campaign's bookkeeping: the catalogue, the series it builds, and how a
+suite's JUnit report becomes caught / missed / error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness import mutants
+from harness.errors import HarnessError
+from harness.series import load_series
+from harness.spec import V2_SPEC, load_spec
+
+CLASSES = {
+    "params", "trigger", "prediction", "work", "accounting",
+    "counting", "boundary", "integrity", "concurrency",
+}  # fmt: skip
+
+
+def test_the_catalogue_has_a_dozen_mutants_covering_each_class() -> None:
+    catalogue = mutants.discover()
+    assert len(catalogue) >= 12
+    assert {m.defect_class for m in catalogue} == CLASSES
+    assert all(m.subject.startswith("mutant ") for m in catalogue)
+    assert [m.id for m in catalogue if m.needs_debug] == [
+        "merged-kept-hinted",
+        "boundary-not-moved",
+        "irq-unsafe-lock",
+    ]
+
+
+def test_unknown_ids_are_named() -> None:
+    with pytest.raises(HarnessError, match="no-such-mutant"):
+        mutants.discover(["no-such-mutant"])
+
+
+def test_a_materialised_mutant_is_the_fixed_series_plus_one_patch(tmp_path: Path) -> None:
+    mutant = mutants.discover(["hwm-16"])[0]
+    series = load_series(mutants.materialise(mutant, tmp_path))
+    fixed = load_series(mutants.HINTING_V2_FIXED.series)
+    assert series.patches == (*fixed.patches, mutant.patch)
+    assert load_spec(tmp_path / "hwm-16") == V2_SPEC
+
+
+def _junit(path: Path, *cases: str) -> Path:
+    path.write_text(
+        '<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest">'
+        + "".join(cases)
+        + "</testsuite></testsuites>"
+    )
+    return path
+
+
+PASS = '<testcase classname="s" name="ok" time="1"/>'
+
+
+def _fail(message: str, text: str = "") -> str:
+    return f'<testcase classname="s" name="t" time="1"><failure message="{message}">{text}</failure></testcase>'  # noqa: E501
+
+
+def test_a_failed_judge_check_is_a_catch(tmp_path: Path) -> None:
+    junit = _junit(
+        tmp_path / "j.xml", PASS, _fail("AssertionError", "  [FAIL] counts_match_model[at]: x")
+    )
+    assert mutants.classify(junit, 1, clean=False) == ("caught", "counts_match_model[at]")
+
+
+def test_all_passing_is_a_miss_and_setup_errors_are_errors(tmp_path: Path) -> None:
+    assert mutants.classify(_junit(tmp_path / "a.xml", PASS), 0, clean=False)[0] == "missed"
+    error = '<testcase classname="s" name="t"><error message="BuildError: make failed"/></testcase>'
+    status, why = mutants.classify(_junit(tmp_path / "b.xml", error), 1, clean=False)
+    assert (status, why) == ("error", "BuildError: make failed")
+    assert mutants.classify(tmp_path / "none.xml", 2, clean=False)[0] == "error"
+
+
+def test_a_crash_counts_only_in_the_series_code_path(tmp_path: Path) -> None:
+    ours = _fail("x", "kernel log problems:\nBUG bug:foo (line 3):\n page_hinting_cycle+0x12/0x80")
+    theirs = _fail("x", "kernel log problems:\nBUG bug:foo (line 3):\n ext4_fill_super+0x1/0x2")
+    assert mutants.classify(_junit(tmp_path / "o.xml", ours), 1, clean=False) == (
+        "caught",
+        "kernel_log: BUG bug:foo",
+    )
+    assert mutants.classify(_junit(tmp_path / "t.xml", theirs), 1, clean=False)[0] == "error"
+
+
+def test_a_boot_hang_counts_when_the_stall_is_in_the_worker(tmp_path: Path) -> None:
+    stall = '<testcase classname="s" name="t"><error message="GuestNotReady: no PHH-READY">[ 21.8] RIP: 0010:page_hinting_process+0x2cf/0x33f</error></testcase>'  # noqa: E501
+    elsewhere = '<testcase classname="s" name="t"><error message="GuestNotReady: no PHH-READY">[ 21.8] RIP: 0010:ext4_iget+0x2/0x3</error></testcase>'  # noqa: E501
+    assert mutants.classify(_junit(tmp_path / "s.xml", stall), 1, clean=False) == (
+        "caught",
+        "crash_in_series_code: page_hinting_process",
+    )
+    assert mutants.classify(_junit(tmp_path / "e.xml", elsewhere), 1, clean=False)[0] == "error"
+
+
+def test_the_clean_revision_must_pass(tmp_path: Path) -> None:
+    assert mutants.classify(_junit(tmp_path / "p.xml", PASS), 0, clean=True)[0] == "passed"
+    failing = _junit(tmp_path / "f.xml", _fail("AssertionError: boom"))
+    assert mutants.classify(failing, 1, clean=True) == ("failed", "boom")
