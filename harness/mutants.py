@@ -136,7 +136,7 @@ def suite_command(
         SCENARIO_FILTER,
         "--results",
         str(results),
-        f"--junitxml={results / 'junit.xml'}",
+        f"--junitxml={results / 'pytest-junit.xml'}",  # the plugin writes junit.xml
         *revision_args,
     ]
     return [*command, "-x"] if stop_at_first_failure else command
@@ -161,7 +161,7 @@ def run_one(mutant: Mutant | None, results: Path) -> MutantResult:
     with (evidence / "pytest.log").open("w") as log:
         proc = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
     seconds = time.monotonic() - started
-    status, check = classify(evidence / "junit.xml", proc.returncode, mutant is None)
+    status, check = classify(evidence / "pytest-junit.xml", proc.returncode, mutant is None)
     return MutantResult(mutant, status, check, seconds, evidence)
 
 
@@ -176,7 +176,7 @@ def classify(junit: Path, returncode: int, clean: bool) -> tuple[str, str]:
         for case in suite:
             ran += 1
             for result in case.result:
-                text = f"{result.message or ''}\n{result.text or ''}"
+                text = exception_text(result.message or "", result.text or "")
                 if isinstance(result, Failure):
                     failures.append(text)
                 elif isinstance(result, Error) and not isinstance(result, Skipped):
@@ -200,6 +200,13 @@ def classify(junit: Path, returncode: int, clean: bool) -> tuple[str, str]:
     if ran == 0:
         return "error", "no scenario ran"
     return "missed", f"{ran} scenarios passed"
+
+
+def exception_text(message: str, longrepr: str) -> str:
+    """What the exception said: pytest's report lines marked "E " (its source listing,
+    which quotes the assertion messages of every check, is left out), else the message."""
+    said = [line[1:].strip() for line in longrepr.splitlines() if line.startswith("E ")]
+    return "\n".join([message, *said]) if said else f"{message}\n{longrepr}"
 
 
 def failing_check(text: str) -> str | None:

@@ -76,6 +76,7 @@ class Pipeline:
         extra_cmdline: str = "",
         boot_timeout: float = 60.0,
         memory_mib: int | None = None,
+        smp: int | None = None,
     ) -> GuestVM:
         """A not-yet-started VM for `revision`; use it as a context manager."""
         kernel = self.build(revision).bzimage
@@ -89,7 +90,7 @@ class Pipeline:
             workdir=workdir,
             ssh_key=key.private,
             memory_mib=memory_mib or self.memory_mib,
-            smp=DEBUG_SMP if revision.debug else self.smp,
+            smp=smp or (DEBUG_SMP if revision.debug else self.smp),
             accel=self.accel_for(kernel, run_initrd),
             balloon=balloon,
             free_page_reporting=free_page_reporting,

@@ -129,6 +129,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+    _group_by_revision(items, "guest")
+
+
+def _group_by_revision(items: list[pytest.Item], fixture: str) -> None:
+    """Tests sharing a per-revision module fixture (one guest per revision) run revision by
+    revision: pytest keeps one instance of a module fixture at a time, and tests that
+    exist only for hinting revisions would otherwise interleave with the others and boot
+    the same revision twice."""
+    shared = [i for i in items if fixture in getattr(i, "fixturenames", ())]
+    if not shared:
+        return
+    rank: dict[str, int] = {}
+    for item in shared:
+        rank.setdefault(item.callspec.params["revision"].name, len(rank))  # type: ignore[attr-defined]
+
+    def key(item: pytest.Item) -> tuple[int, str, int]:
+        revision = item.callspec.params["revision"].name  # type: ignore[attr-defined]
+        path, line, _ = item.location
+        return rank[revision], path, line or 0  # definition order within a revision
+
+    ordered = iter(sorted(shared, key=key))
+    positions = {id(i) for i in shared}
+    items[:] = [next(ordered) if id(i) in positions else i for i in items]
 
 
 def pytest_configure(config: pytest.Config) -> None:
