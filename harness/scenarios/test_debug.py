@@ -22,14 +22,18 @@ from harness.revisions import Revision
 from harness.scenarios.guest_checks import format_splats, observe, splats
 from harness.spec import load_spec
 from harness.workloads import (
+    NR_HUGEPAGES,
     RETURN_FRACTION,
     MiB,
     measure_release,
+    set_hugepages,
     wait_hinting_idle,
 )
 
 DEBUG_DEADLINE_S = 90.0  # lockdep and KASAN slow the guest down under TCG
 DEBUG_BOOT_TIMEOUT_S = 180.0
+OVERLAP_HUGEPAGES = 128  # 64 order-10 blocks: twice HWM, so CPU 0's frees request hinting
+OVERLAP_MIB = 1024  # what CPU 1 releases while the worker cycles on CPU 0
 CONCURRENT_PATTERN = "pattern 192 96 3"  # hold, churn MiB, rounds: the second CPU's load
 
 
@@ -48,6 +52,7 @@ def test_debug_kernel_log_is_clean_or_known(
         save_measurement(evidence, debug_revision.name, m)
         vm.ssh.check("fdgrow 8", timeout=300)
         if hinting:
+            _free_during_react(vm, spec)
             wait_hinting_idle(vm, settle_s=3 * spec.delay_s, timeout_s=DEBUG_DEADLINE_S)
             # (not judge_work: pattern's churn may take freed blocks before the worker
             # runs, so "each request reports HWM blocks" does not hold here)
@@ -100,3 +105,22 @@ def _judge_settled(vm, spec):
         if not {c.name for c in verdict.failures} <= CROSS_FILE_CHECKS or verdict.passed:
             break
     return obs, verdict
+
+
+def _free_during_react(vm, spec) -> None:
+    """Free on both CPUs while the worker runs. The worker is a per-CPU work item queued
+    where the request was made: CPU 0 makes it (a hugetlb shrink frees 64 order-10
+    blocks), and CPU 1 releases 1 GiB right after, while the worker cycles on CPU 0. This
+    is where frees may land during react() (merges in the drain, frees while the zone is
+    active); measured: 11 cycles overlapped the release, no drain merge happened (under TCG
+    react() is short: the host discards inside the notify), see patches/mutants/README.md."""
+    wait_hinting_idle(vm, settle_s=3 * spec.delay_s, timeout_s=DEBUG_DEADLINE_S)
+    set_hugepages(vm, OVERLAP_HUGEPAGES)
+    hog = vm.ssh.start(f"taskset -c 1 memhog {OVERLAP_MIB}")
+    touched = hog.read_line(timeout=600)
+    assert touched.startswith("touched"), f"memhog on CPU 1: {touched!r} {hog.stderr_so_far}"
+    wait_hinting_idle(vm, settle_s=3 * spec.delay_s, timeout_s=DEBUG_DEADLINE_S)
+    vm.ssh.check(f"taskset -c 0 sh -c 'echo 0 > {NR_HUGEPAGES}'", timeout=120)
+    hog.write_line("")
+    hog.read_line(timeout=120)
+    hog.wait(timeout=120)
