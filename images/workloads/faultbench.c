@@ -16,24 +16,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "args.h"
+
 static double now(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static long positive(const char *text)
-{
-	char *end;
-	long value;
-
-	errno = 0;
-	value = strtol(text, &end, 10);
-	if (errno || end == text || *end != '\0' || value <= 0)
-		return -1;
-	return value;
 }
 
 int main(int argc, char **argv)
@@ -43,7 +33,7 @@ int main(int argc, char **argv)
 	double start, elapsed;
 	size_t length, offset;
 
-	if (argc != 3 || (mib = positive(argv[1])) < 0 || (seconds = positive(argv[2])) < 0) {
+	if (argc != 3 || parse_positive(argv[1], &mib) || parse_positive(argv[2], &seconds)) {
 		fprintf(stderr, "usage: faultbench <MiB> <seconds>\n");
 		return 1;
 	}

@@ -15,18 +15,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-static int parse_positive(const char *text, long *out)
-{
-	char *end;
-	long value;
-
-	errno = 0;
-	value = strtol(text, &end, 10);
-	if (errno || end == text || *end != '\0' || value <= 0)
-		return -1;
-	*out = value;
-	return 0;
-}
+#include "args.h"
 
 static void usage(void)
 {

@@ -36,6 +36,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "args.h"
+
 #define SELFTEST_MIB		4
 #define SELFTEST_OFFSET		0x2008
 #define EXIT_MISMATCH		3
@@ -51,19 +53,6 @@ struct region {
 };
 
 static long page_size;
-
-static int parse_positive(const char *text, long *out)
-{
-	char *end;
-	long value;
-
-	errno = 0;
-	value = strtol(text, &end, 10);
-	if (errno || end == text || *end != '\0' || value <= 0)
-		return -1;
-	*out = value;
-	return 0;
-}
 
 /* A MiB count that still fits in a size_t once turned into bytes. */
 static int parse_mib(const char *text, long *out)

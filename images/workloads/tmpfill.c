@@ -14,20 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "args.h"
+
 #define CHUNK (1L << 20)
-
-static int parse_positive(const char *text, long *out)
-{
-	char *end;
-	long value;
-
-	errno = 0;
-	value = strtol(text, &end, 10);
-	if (errno || end == text || *end != '\0' || value <= 0)
-		return -1;
-	*out = value;
-	return 0;
-}
 
 static int write_all(int fd, const char *buffer, size_t length)
 {
