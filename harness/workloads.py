@@ -108,6 +108,7 @@ def measure_release(
 # -- scripted steps for the detection scenarios ---------------------------------------------
 HINTING_STATE = "/sys/kernel/debug/page_hinting/state"
 NR_HUGEPAGES = "/proc/sys/vm/nr_hugepages"
+REACT_DELAY = "/sys/kernel/debug/page_hinting/react_delay_ms"  # the series' test hook
 IDLE_POLL_S = 0.2
 
 
@@ -162,3 +163,10 @@ def run_pattern(vm, hold_mib: int, churn_mib: int, rounds: int, timeout_s: float
 
 def tmpfs_checksum(vm, path: str) -> str:
     return vm.ssh.check(f"sha256sum {path}", timeout=120).stdout.split()[0]
+
+
+def set_react_delay(vm, milliseconds: int) -> bool:
+    """Ask the series to keep the zone unlocked this long after react() (its test hook);
+    False when the kernel has no such hook (a series without it)."""
+    result = vm.ssh.run(f"test -e {REACT_DELAY} && echo {milliseconds} > {REACT_DELAY}")
+    return result.ok

@@ -111,9 +111,9 @@ def _free_during_react(vm, spec) -> None:
     """Free on both CPUs while the worker runs. The worker is a per-CPU work item queued
     where the request was made: CPU 0 makes it (a hugetlb shrink frees 64 order-10
     blocks), and CPU 1 releases 1 GiB right after, while the worker cycles on CPU 0. This
-    is where frees may land during react() (merges in the drain, frees while the zone is
-    active); measured: 11 cycles overlapped the release, no drain merge happened (under TCG
-    react() is short: the host discards inside the notify), see patches/mutants/README.md."""
+    puts lockdep and KASAN on the worker while the allocator runs on the other CPU. (It
+    rarely makes frees land during react(): under TCG the host discards inside the
+    notify; the detection scenario's frees-during-react step uses the series' test hook.)"""
     wait_hinting_idle(vm, settle_s=3 * spec.delay_s, timeout_s=DEBUG_DEADLINE_S)
     set_hugepages(vm, OVERLAP_HUGEPAGES)
     hog = vm.ssh.start(f"taskset -c 1 memhog {OVERLAP_MIB}")

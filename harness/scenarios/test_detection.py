@@ -16,6 +16,9 @@ that idle point is judged. Each step frees memory only while the worker cannot b
   them is freed, reallocated and hinted;
 * migratetype moves: compaction and hugetlb churn move free blocks between types; the
   hinted-tail and count checks must still hold;
+* frees during react: with the series' test hook holding each batch out 50 ms longer, a
+  release 1 MiB at a time frees pages while batches are out (merges in the drain, frees behind the
+  boundary); counts and flags must agree and the hinted blocks stay one tail block;
 * quiet: an idle guest does no hinting work.
 
 A second, larger guest (3 GiB on q35: DMA32 below 2 GiB, Normal above 4 GiB) releases
@@ -55,6 +58,7 @@ from harness.workloads import (
     read_hinting_state,
     run_pattern,
     set_hugepages,
+    set_react_delay,
     tmpfs_checksum,
     wait_hinting_idle,
 )
@@ -77,6 +81,11 @@ PATTERN_CHURN_MIB = 256
 PATTERN_ROUNDS = 3
 TMPFS_FILE = "/tmp/phh-integrity"
 TMPFS_FILE_MIB = 64
+# The series' test hook keeps the zone unlocked this long after each react(): memhog's
+# release (same vCPU) then frees while batches are out, which a fast device never allows.
+REACT_DELAY_MS = 50
+OVERLAP_RELEASE_MIB = 768
+TRICKLE_MS = 5  # between two 1 MiB munmaps: a steady stream of frees over a few seconds
 FAULTBENCH_MIB = 128  # page_fault1's size
 FAULTBENCH_S = 3
 TWO_ZONE_GUEST_MIB = 3072
@@ -255,6 +264,35 @@ def test_migratetype_moves_keep_the_tail_block(guest: ScriptedGuest) -> None:
     set_hugepages(vm, 0)
     _, verdict = _idle_verdict(guest, "migratetype-moves")
     assert verdict.passed, f"{guest.revision.name} after compaction:\n{verdict}"
+
+
+@pytest.mark.hinting
+def test_frees_during_react(guest: ScriptedGuest) -> None:
+    """Frees while batches are out: with the series' test hook each react() keeps the zone
+    unlocked REACT_DELAY_MS longer, and memhog gives 768 MiB back 1 MiB at a time, so that
+    frees keep landing while batches are out, also during each cycle's last one (on one
+    vCPU they run in the worker's sleeps). Pages freed during react() merge with returning
+    ones in the drain and land behind the boundary. At the next idle point the counts must
+    match the flags and the hinted blocks must still be one block at each list's tail."""
+    vm = guest.vm
+    before = guest.settle()
+    assert set_react_delay(vm, REACT_DELAY_MS), (
+        f"{guest.revision.name} has no debugfs page_hinting/react_delay_ms: the scenario "
+        "cannot make frees land during react()"
+    )
+    try:
+        vm.ssh.check(
+            f"echo | memhog --trickle-ms {TRICKLE_MS} {OVERLAP_RELEASE_MIB} > /dev/null",
+            timeout=600,
+        )
+        guest.settle()
+    finally:
+        set_react_delay(vm, 0)
+    obs, verdict = _idle_verdict(guest, "frees-during-react")
+    assert before is not None and obs.hinting is not None
+    verdict += judge_work(before, obs.hinting, guest.spec)
+    guest.record("frees during react", verdict)
+    assert verdict.passed, f"{guest.revision.name} after frees during react():\n{verdict}"
 
 
 @pytest.mark.hinting

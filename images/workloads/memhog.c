@@ -1,10 +1,11 @@
 /*
  * memhog: allocate and touch anonymous memory, hold it until told, then give it back.
  *
- *   memhog [--cycles N] <MiB>
+ *   memhog [--cycles N] [--trickle-ms MS] <MiB>
  *
  * Each cycle: mmap <MiB> of anonymous memory, write to every page, print "touched <MiB>",
- * block until a line (or EOF) arrives on stdin, munmap, print "released". Exit 0 after the
+ * block until a line (or EOF) arrives on stdin, munmap, print "released". With --trickle-ms the
+ * release is 1 MiB at a time with MS milliseconds between (a slow, steady stream of frees). Exit 0 after the
  * last cycle; errors go to stderr with exit status 1. Output is flushed after every line so
  * that the harness can follow it over SSH.
  */
@@ -17,9 +18,11 @@
 
 #include "args.h"
 
+static long trickle_ms;
+
 static void usage(void)
 {
-	fprintf(stderr, "usage: memhog [--cycles N] <MiB>\n");
+	fprintf(stderr, "usage: memhog [--cycles N] [--trickle-ms MS] <MiB>\n");
 	exit(1);
 }
 
@@ -53,6 +56,15 @@ static int one_cycle(long mib, long page_size)
 
 	wait_for_line();
 
+	if (trickle_ms > 0) {
+		for (offset = 0; offset + (1UL << 20) < length; offset += 1UL << 20) {
+			if (munmap(memory + offset, 1UL << 20) != 0)
+				break;
+			usleep((useconds_t)trickle_ms * 1000);
+		}
+		memory += offset;
+		length -= offset;
+	}
 	if (munmap(memory, length) != 0) {
 		fprintf(stderr, "memhog: munmap failed: %s\n", strerror(errno));
 		return -1;
@@ -67,10 +79,14 @@ int main(int argc, char **argv)
 	long cycles = 1, mib, page_size, i;
 	int arg = 1;
 
-	if (argc > 1 && strcmp(argv[1], "--cycles") == 0) {
-		if (argc < 3 || parse_positive(argv[2], &cycles) != 0)
+	while (argc > arg + 1 && strncmp(argv[arg], "--", 2) == 0) {
+		if (strcmp(argv[arg], "--cycles") == 0 && parse_positive(argv[arg + 1], &cycles) == 0)
+			arg += 2;
+		else if (strcmp(argv[arg], "--trickle-ms") == 0 &&
+			 parse_positive(argv[arg + 1], &trickle_ms) == 0)
+			arg += 2;
+		else
 			usage();
-		arg = 3;
 	}
 	if (argc != arg + 1 || parse_positive(argv[arg], &mib) != 0)
 		usage();
