@@ -160,6 +160,15 @@ def test_pattern_rounds_verify(workloads: dict[str, Path]) -> None:
     assert result.stdout == "round 0 ok\nround 1 ok\nround 2 ok\ndone 3 rounds, 48 MiB verified\n"
 
 
+def test_memhog_trickles_its_release(workloads: dict[str, Path]) -> None:
+    result = subprocess.run(
+        [workloads["memhog"], "--trickle-ms", "1", "--cycles", "2", "3"],
+        input="\n\n", capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "touched 3\nreleased\ntouched 3\nreleased\n"
+
+
 def test_faultbench_reports_a_rate(workloads: dict[str, Path]) -> None:
     result = subprocess.run(
         [workloads["faultbench"], "4", "1"], capture_output=True, text=True, timeout=60
