@@ -112,8 +112,8 @@ def _free_during_react(vm, spec) -> None:
     where the request was made: CPU 0 makes it (a hugetlb shrink frees 64 order-10
     blocks), and CPU 1 releases 1 GiB right after, while the worker cycles on CPU 0. This
     puts lockdep and KASAN on the worker while the allocator runs on the other CPU. (It
-    rarely makes frees land during react(): under TCG the host discards inside the
-    notify; the detection scenario's frees-during-react step uses the series' test hook.)"""
+    was not seen to make frees land during react() under TCG; the detection scenario's
+    frees-during-react step uses the series' test hook for that.)"""
     wait_hinting_idle(vm, settle_s=3 * spec.delay_s, timeout_s=DEBUG_DEADLINE_S)
     set_hugepages(vm, OVERLAP_HUGEPAGES)
     hog = vm.ssh.start(f"taskset -c 1 memhog {OVERLAP_MIB}")
