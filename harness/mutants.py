@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from junitparser import Error, Failure, JUnitXml, Skipped
+from junitparser import Error, Failure, JUnitXml, Skipped, TestCase, TestSuite
 
 from harness.errors import HarnessError
 from harness.paths import PATCHES_DIR, REPO_ROOT, cache_dir
@@ -271,9 +271,6 @@ def _report(result: MutantResult) -> MutantResult:
 
 
 def write_reports(results: list[MutantResult], directory: Path) -> None:
-    from junitparser import JUnitXml as Xml
-    from junitparser import TestCase, TestSuite
-
     rows = [
         {
             "mutant": r.name,
@@ -311,6 +308,6 @@ def write_reports(results: list[MutantResult], directory: Path) -> None:
         elif r.status == "error":
             case.result = [Error(r.check)]
         suite.add_testcase(case)
-    xml = Xml()
+    xml = JUnitXml()
     xml.add_testsuite(suite)
     xml.write(str(directory / "mutants-junit.xml"), pretty=True)
