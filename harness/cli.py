@@ -13,13 +13,15 @@ import logging
 import shlex
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.paths import REPO_ROOT, cache_dir
 from harness.pipeline import Pipeline, ssh_command
 from harness.revisions import DEFAULT_SERIES, resolve
+
+WATCH_SECONDS = 0.5  # how often `boot` checks that its QEMU is still there
+BOOT_HOTPLUG_MIB = 2048  # room for pc-dimms a person adds over QMP
 
 
 def _revision(args: argparse.Namespace):
@@ -49,15 +51,26 @@ def cmd_boot(args: argparse.Namespace) -> int:
     pipeline = _pipeline(args)
     rev = _revision(args)
     workdir = Path(tempfile.mkdtemp(prefix="boot-", dir=cache_dir("runs")))
-    with pipeline.guest(rev, workdir, free_page_reporting=not args.no_reporting) as vm:
+    guest = pipeline.guest(
+        rev, workdir, free_page_reporting=not args.no_reporting, hotplug_mib=BOOT_HOTPLUG_MIB
+    )
+    with guest as vm:
         print(f"{rev.name} is up (QEMU pid {vm.pid}, console log {vm.console_log}).")
         print("ssh command:\n  " + ssh_command(vm))
+        if args.qmp:
+            print(f"QMP socket (one client at a time): {vm.paths.qmp_socket}")
         print("Ctrl-C to shut it down.", flush=True)
         try:
-            threading.Event().wait()
+            death = None
+            while death is None:
+                death = vm.wait_for_exit(WATCH_SECONDS)
         except KeyboardInterrupt:
             print("\nshutting down")
-    return 0
+            return 0
+        tail = vm.console_tail(15)
+    print(f"error: QEMU (pid {vm.pid}) {death}\n--- console (tail) ---\n{tail}", file=sys.stderr)
+    print(f"  -> console log: {vm.console_log}; QEMU log: {vm.paths.qemu_log}", file=sys.stderr)
+    return 1
 
 
 def cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
@@ -112,6 +125,9 @@ def parser() -> argparse.ArgumentParser:
     boot.add_argument("--guest-mem", type=int, default=2048)
     boot.add_argument(
         "--no-reporting", action="store_true", help="free-page-reporting=off on the balloon"
+    )
+    boot.add_argument(
+        "--qmp", action="store_true", help="print the QMP socket path, to drive QEMU by hand"
     )
     sub.add_parser(
         "run",

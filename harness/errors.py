@@ -59,6 +59,14 @@ class GuestPanic(VMError):
     """The guest kernel panicked (or oopsed fatally); carries the console tail."""
 
 
+class QemuDied(VMError):
+    """The QEMU process of a running VM is gone (killed, crashed or exited on its own)."""
+
+
+class QmpUnsupported(VMError):
+    """The running QEMU does not have a QMP command, device or property the scenario needs."""
+
+
 class GuestNotReady(VMError):
     """The guest did not print its ready marker before the deadline."""
 

@@ -18,7 +18,7 @@ from harness.vm import GuestVM, VMConfig
 
 log = logging.getLogger("harness")
 
-# Debug kernels carry ACPI (kconfigs/debug.config) and boot with a second vCPU, so that
+# Debug kernels boot with a second vCPU (ACPI's MADT lists it: kconfigs/base.config), so that
 # lockdep and KASAN see the worker and the workloads run concurrently.
 DEBUG_SMP = 2
 
@@ -30,7 +30,7 @@ class Pipeline:
     kernel_tree: Path | None = None  # None: Debian's linux-source-6.1
     accel_request: str = "auto"
     memory_mib: int = 2048
-    smp: int = 1  # tinyconfig has no ACPI: the guest would bring up one CPU anyway
+    smp: int = 1  # release guests: one vCPU keeps the model's predictions exact
     jobs: int = 3
     _source: source.KernelSource | None = None
     _builds: dict[str, build.BuildResult] = field(default_factory=dict)
@@ -77,6 +77,7 @@ class Pipeline:
         boot_timeout: float = 60.0,
         memory_mib: int | None = None,
         smp: int | None = None,
+        hotplug_mib: int = 0,
     ) -> GuestVM:
         """A not-yet-started VM for `revision`; use it as a context manager."""
         kernel = self.build(revision).bzimage
@@ -97,6 +98,7 @@ class Pipeline:
             balloon_page_poison=balloon_page_poison,
             extra_cmdline=extra_cmdline,
             boot_timeout=boot_timeout,
+            hotplug_mib=hotplug_mib,
         )
         return GuestVM(config)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from harness import report
+from harness.errors import QemuDied
 from harness.paths import default_results_dir
 from harness.pipeline import Pipeline
 from harness.revisions import Revision, resolve
@@ -130,6 +131,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
     _group_by_revision(items, "guest")
+    _group_by_revision(items, "lifecycle_guest")
 
 
 def _group_by_revision(items: list[pytest.Item], fixture: str) -> None:
@@ -235,6 +237,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         status = {"passed": "pass", "failed": "fail", "skipped": "skip"}[rep.outcome]
         if rep.when == "setup" and rep.outcome == "failed":
             status = "error"
+        if rep.failed and call.excinfo is not None and call.excinfo.errisinstance(QemuDied):
+            status = "error"  # the harness's QEMU went away: an infrastructure fault
         item.config._phh_results.append(  # type: ignore[attr-defined]
             report.TestResult(
                 suite="scenarios",

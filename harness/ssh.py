@@ -47,6 +47,7 @@ class GuestSSH:
         host: str = "127.0.0.1",
         user: str = "root",
         console_tail: Callable[[], str] | None = None,
+        check_peer: Callable[[], None] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -54,6 +55,9 @@ class GuestSSH:
         self._key = key
         # Set by GuestVM so that failures can show what the guest console said.
         self.console_tail = console_tail
+        # Set by GuestVM: raises (QemuDied) when the VM behind the connection is gone, so
+        # that a dead QEMU is named as such instead of as a timeout or a broken channel.
+        self.check_peer = check_peer
         self._client: paramiko.SSHClient | None = None
 
     # ----------------------------------------------------------------- connection
@@ -144,6 +148,8 @@ class GuestSSH:
                         "raise the timeout, or check that the command cannot block",
                     )
                 time.sleep(POLL_SECONDS)
+            if channel.recv_exit_status() == -1 and not self.connected:
+                raise self._dropped(command)
             return CommandResult(
                 command, channel.recv_exit_status(), stdout.decode(errors="replace"),
                 stderr.decode(errors="replace"),
@@ -189,7 +195,15 @@ class GuestSSH:
     def _where(self) -> str:
         return f"{self.user}@{self.host}:{self.port}"
 
+    def _dropped(self, command: str) -> SSHError:
+        return self._error(
+            f"the SSH connection to {self._where()} dropped while {command!r} ran",
+            "the guest or QEMU went away: look at the guest console",
+        )
+
     def _error(self, message: str, hint: str) -> SSHError:
+        if self.check_peer is not None:
+            self.check_peer()
         if self.console_tail is not None:
             message = f"{message}\n--- guest console (tail) ---\n{self.console_tail()}"
         return SSHError(message, hint)
@@ -214,8 +228,11 @@ class RemoteProcess:
             if b"\n" in self._stdout:
                 break
             if finished or (self._channel.eof_received and not self._channel.recv_ready()):
+                if not self._ssh.connected:
+                    raise self._ssh._dropped(self.command)
                 line, self._stdout = bytes(self._stdout), bytearray()
                 return line.decode(errors="replace")
+
             if time.monotonic() > deadline:
                 raise self._ssh._error(
                     f"no line from {self.command!r} within {timeout:.0f} s; "
@@ -255,6 +272,8 @@ class RemoteProcess:
                 )
             time.sleep(POLL_SECONDS)
         self._finished = True
+        if self._channel.recv_exit_status() == -1 and not self._ssh.connected:
+            raise self._ssh._dropped(self.command)
         result = CommandResult(
             self.command, self._channel.recv_exit_status(),
             self._stdout.decode(errors="replace"), self._stderr.decode(errors="replace"),

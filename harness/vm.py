@@ -27,13 +27,15 @@ from types import TracebackType
 from typing import Any
 
 import paramiko
-from qemu.qmp import QMPClient, QMPError
+from qemu.qmp import ExecuteError, QMPClient, QMPError
 
 from harness.errors import (
     GuestNotReady,
     GuestPanic,
     PortInUse,
+    QemuDied,
     QemuMissing,
+    QmpUnsupported,
     VMError,
     VMLaunchFailure,
 )
@@ -51,6 +53,11 @@ PANIC_GRACE_SECONDS = 1.0
 QMP_TIMEOUT_SECONDS = 10.0
 CONSOLE_TAIL_LINES = 40
 UNIX_SOCKET_MAX = 100  # sun_path is 108 bytes
+# The balloon sits behind its own PCIe root port on q35, so that it can be unplugged and
+# plugged again (ACPI PCI hotplug: the guest kernel needs ACPI and HOTPLUG_PCI_ACPI).
+BALLOON_ID = "balloon0"
+BALLOON_PORT = "hotplug-port"
+BALLOON_DRIVER = "virtio-balloon-pci"
 
 
 @dataclass
@@ -73,6 +80,9 @@ class VMConfig:
     machine: str = "q35"
     qemu_binary: str = QEMU_BINARY
     shutdown_timeout: float = 10.0
+    # Memory hotplug: room for this much more memory in `memory_slots` pc-dimm slots.
+    hotplug_mib: int = 0
+    memory_slots: int = 2
 
 
 @dataclass(frozen=True)
@@ -102,16 +112,54 @@ def accel_args(accel: str) -> list[str]:
     raise ValueError(f"unknown accelerator {accel!r} (expected 'kvm' or 'tcg')")
 
 
-def balloon_args(config: VMConfig) -> list[str]:
-    if not config.balloon:
-        return []
-    reporting = "on" if config.free_page_reporting else "off"
-    device = f"virtio-balloon-pci,id=balloon0,free-page-reporting={reporting}"
+def balloon_properties(config: VMConfig) -> dict[str, object]:
+    """The balloon's -device properties (device_add takes the same ones)."""
+    props: dict[str, object] = {"id": BALLOON_ID, "free-page-reporting": config.free_page_reporting}
     if not config.balloon_page_poison:
         # QEMU then does not offer VIRTIO_BALLOON_F_PAGE_POISON: a poisoning guest cannot
         # tell the host its poison value (the poison scenario needs exactly that).
-        device += ",page-poison=off"
-    return ["-device", device]
+        props["page-poison"] = False
+    if hotpluggable_balloon(config):
+        props["bus"] = BALLOON_PORT
+    return props
+
+
+def hotpluggable_balloon(config: VMConfig) -> bool:
+    return config.machine.startswith("q35")
+
+
+def balloon_args(config: VMConfig) -> list[str]:
+    """The balloon (behind a root port on q35, see BALLOON_PORT); the port stays when the
+    balloon is off, so that one can be plugged in later."""
+    args: list[str] = []
+    if hotpluggable_balloon(config):
+        args += ["-device", f"pcie-root-port,id={BALLOON_PORT},bus=pcie.0,chassis=1"]
+    if not config.balloon:
+        return args
+    words = [BALLOON_DRIVER]
+    for key, value in balloon_properties(config).items():
+        if isinstance(value, bool):
+            value = "on" if value else "off"
+        words.append(f"{key}={_opt(str(value))}")
+    return [*args, "-device", ",".join(words)]
+
+
+def memory_args(config: VMConfig) -> list[str]:
+    if not config.hotplug_mib:
+        return ["-m", str(config.memory_mib)]
+    maxmem = config.memory_mib + config.hotplug_mib
+    return ["-m", f"{config.memory_mib},slots={config.memory_slots},maxmem={maxmem}M"]
+
+
+def exit_description(returncode: int) -> str:
+    """ "killed by signal SIGKILL (9)" or "exited with status 1"."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = "an unknown signal"
+        return f"killed by signal {name} ({-returncode})"
+    return f"exited with status {returncode}"
 
 
 def build_qemu_command(
@@ -123,7 +171,7 @@ def build_qemu_command(
         config.qemu_binary,
         "-machine", config.machine,
         *accel_args(config.accel),
-        "-m", str(config.memory_mib),
+        *memory_args(config),
         "-smp", str(config.smp),
         "-nographic", "-nodefaults", "-no-user-config", "-no-reboot",
         "-kernel", str(config.kernel),
@@ -177,6 +225,7 @@ class ConsoleWatcher(threading.Thread):
         self.path = path
         self._marker = f"{READY_PREFIX} {boot_id}"
         self.ready = threading.Event()
+        self.ready_count = 0  # one per boot: a reset guest prints the marker again
         self.fatal = threading.Event()
         self.fatal_line: str | None = None
         self.fatal_after_ready = False
@@ -204,6 +253,7 @@ class ConsoleWatcher(threading.Thread):
 
     def _check_line(self, line: str) -> None:
         if line.strip() == self._marker:
+            self.ready_count += 1
             self.ready.set()
         elif self.fatal_line is None and FATAL_CONSOLE.search(line):
             self.fatal_line = line
@@ -235,6 +285,22 @@ class QMPConnection:
     def execute(self, command: str, arguments: dict[str, object] | None = None) -> Any:
         return self._run(self._client.execute(command, arguments))
 
+    def forget_events(self) -> None:
+        """Drop the events received so far (so that a wait sees only later ones)."""
+        self._client.events.clear()
+
+    def wait_event(self, name: str, match: dict[str, object], timeout: float) -> dict:
+        """The next event called `name` whose data has the items of `match`."""
+
+        async def next_matching() -> dict:
+            while True:
+                event = await self._client.events.get()
+                data = event.get("data", {})
+                if event["event"] == name and all(data.get(k) == v for k, v in match.items()):
+                    return dict(event)
+
+        return self._loop.run_until_complete(asyncio.wait_for(next_matching(), timeout))
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._run(self._client.disconnect())
@@ -257,6 +323,7 @@ class GuestVM:
         self._qmp: QMPConnection | None = None
         self._ssh: GuestSSH | None = None
         self._private_dir: Path | None = None
+        self._qemu_version: str | None = None
         self.paths = self._make_paths()
 
     # ----------------------------------------------------------------- launch
@@ -376,7 +443,12 @@ class GuestVM:
 
     def _connect_ssh(self, deadline: float) -> None:
         assert self.config.ssh_key is not None
-        ssh = GuestSSH(port=self.ssh_port, key=self.config.ssh_key, console_tail=self.console_tail)
+        ssh = GuestSSH(
+            port=self.ssh_port,
+            key=self.config.ssh_key,
+            console_tail=self.console_tail,
+            check_peer=self.check_alive,
+        )
         ssh.connect(timeout=max(5.0, deadline - time.monotonic()))
         self._ssh = ssh
 
@@ -409,6 +481,42 @@ class GuestVM:
     def is_running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    def death(self) -> str | None:
+        """How QEMU ended ("killed by signal SIGKILL (9)"), or None while it runs."""
+        if self._process is None or self._process.poll() is None:
+            return None
+        return exit_description(self._process.returncode)
+
+    def check_alive(self) -> None:
+        """Raise QemuDied, naming the signal or status and the console tail, if QEMU is gone."""
+        death = self.death()
+        if death is None:
+            return
+        if self._watcher is not None:
+            self._watcher.stop()  # reads the console to its end
+        if FATAL_CONSOLE.search(self.console_text()):
+            # The guest kernel died (panic=-1 with -no-reboot ends QEMU): a defect of the
+            # kernel under test, not of the harness.
+            raise GuestPanic(
+                f"guest kernel {self.config.kernel} of VM {self.boot_id} died (QEMU {death})"
+                f"\n--- console (tail) ---\n{self.console_tail()}",
+                f"full console: {self.paths.console_log}",
+            )
+        raise QemuDied(
+            f"QEMU (pid {self.pid}) of VM {self.boot_id} {death}\n"
+            f"--- QEMU output ---\n{self.qemu_output().strip()[-2000:]}\n"
+            f"--- console (tail) ---\n{self.console_tail()}",
+            f"console log {self.paths.console_log}; if nobody killed it, look for the host's "
+            "OOM killer in the host's dmesg",
+        )
+
+    def wait_for_exit(self, timeout: float) -> str | None:
+        """Wait up to `timeout` for QEMU to end; how it ended, or None if it still runs."""
+        if self._process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(timeout=timeout)
+        return self.death()
+
     def console_text(self) -> str:
         """Everything the guest printed on its console so far."""
         try:
@@ -438,19 +546,102 @@ class GuestVM:
             )
         return self._ssh
 
-    def qmp_execute(self, command: str, arguments: dict[str, object] | None = None) -> Any:
-        """Run a QMP command (e.g. "query-balloon") and return its "return" value."""
-        if not self.is_running():
+    def _qmp_connection(self) -> QMPConnection:
+        if self._process is None:
             raise VMLaunchFailure(f"VM {self.boot_id} is not running", "start() it first")
+        self.check_alive()
+        if self._qmp is None:
+            self._qmp = QMPConnection(self.paths.qmp_socket)
+        return self._qmp
+
+    def qmp_execute(self, command: str, arguments: dict[str, object] | None = None) -> Any:
+        """Run a QMP command (e.g. "query-balloon") and return its "return" value.
+
+        A command, device or property this QEMU does not know raises QmpUnsupported naming
+        the QEMU version; QEMU dying raises QemuDied."""
         try:
-            if self._qmp is None:
-                self._qmp = QMPConnection(self.paths.qmp_socket)
-            return self._qmp.execute(command, arguments)
-        except (QMPError, OSError, TimeoutError) as error:
+            return self._qmp_connection().execute(command, arguments)
+        except ExecuteError as error:
+            raise self._rejected(command, arguments, error) from error
+        except (QMPError, OSError, TimeoutError, EOFError) as error:
+            self.check_alive()
             raise VMError(
                 f"QMP command {command} {arguments or ''} failed on VM {self.boot_id}: {error}",
-                f"QMP socket {self.paths.qmp_socket}; does this VM have the device it asks about?",
+                f"QMP socket {self.paths.qmp_socket}",
             ) from error
+
+    def qemu_version(self) -> str:
+        if self._qemu_version is None:
+            info = self._qmp_connection().execute("query-version")
+            q = info["qemu"]
+            self._qemu_version = f"{q['major']}.{q['minor']}.{q['micro']} {info['package']}".strip()
+        return self._qemu_version
+
+    def _rejected(
+        self, command: str, arguments: dict[str, object] | None, error: ExecuteError
+    ) -> VMError:
+        what = f"QMP command {command} {arguments or ''}".strip()
+        message = f"QEMU {self.qemu_version()} rejected {what}: {error.error.desc}"
+        unsupported = error.error_class == "CommandNotFound" or re.search(
+            r"not found|not supported|does not support|Bus .* does not|is not hotpluggable"
+            r"|not a valid device|Parameter .* is unexpected",
+            error.error.desc,
+        )
+        if unsupported:
+            return QmpUnsupported(
+                message + f" ({error.error_class})",
+                f"this QEMU ({self.config.qemu_binary}) lacks it: list what it has with "
+                "`query-commands` or `-device DRIVER,help`, or use a newer QEMU",
+            )
+        return VMError(message + f" ({error.error_class})", f"QMP socket {self.paths.qmp_socket}")
+
+    def forget_qmp_events(self) -> None:
+        self._qmp_connection().forget_events()
+
+    def wait_qmp_event(self, name: str, timeout: float, **match: object) -> dict:
+        """Wait for the QMP event `name` (e.g. DEVICE_DELETED, device="balloon0")."""
+        try:
+            return self._qmp_connection().wait_event(name, match, timeout)
+        except TimeoutError as error:
+            self.check_alive()
+            raise VMError(
+                f"no QMP event {name} {match or ''} from VM {self.boot_id} within {timeout:.0f} s",
+                "the guest did not act on the request: look at its console",
+            ) from error
+
+    # ----------------------------------------------------------------- reset
+
+    def reset(self, timeout: float | None = None) -> float:
+        """system_reset over QMP, wait for the guest to boot again, reconnect SSH.
+
+        QEMU runs with -no-reboot (a panicking guest ends the run), under which a reset
+        is a shutdown: the reboot action is set to "reset" for this one reset and back.
+        Returns the seconds from the reset to the new SSH session."""
+        assert self._watcher is not None
+        timeout = timeout or self.config.boot_timeout
+        boots = self._watcher.ready_count
+        if self._ssh is not None:
+            self._ssh.close()
+        self.qmp_execute("set-action", {"reboot": "reset"})
+        started = time.monotonic()
+        self.qmp_execute("system_reset")
+        deadline = started + timeout
+        while self._watcher.ready_count == boots:
+            if self._watcher.fatal.is_set():
+                time.sleep(PANIC_GRACE_SECONDS)
+                raise self._panic_error()
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise GuestNotReady(
+                    f"guest {self.boot_id} did not boot again within {timeout:.0f} s of "
+                    f"system_reset\n--- console (tail) ---\n{self.console_tail()}",
+                    f"see {self.paths.console_log}",
+                )
+            time.sleep(POLL_SECONDS)
+        self.qmp_execute("set-action", {"reboot": "shutdown"})
+        if self.config.ssh_key is not None:
+            self._connect_ssh(deadline)
+        return time.monotonic() - started
 
     # ----------------------------------------------------------------- shutdown
 

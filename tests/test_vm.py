@@ -88,13 +88,15 @@ def test_command_line_network_is_restricted_to_localhost(tmp_path: Path) -> None
 def test_command_line_balloon_reporting(tmp_path: Path, reporting: bool, expected: str) -> None:
     config = config_for(tmp_path, free_page_reporting=reporting)
     devices = option_values(build_qemu_command(config, 2222, "id", PATHS), "-device")
-    assert f"virtio-balloon-pci,id=balloon0,{expected}" in devices
+    assert f"virtio-balloon-pci,id=balloon0,{expected},bus=hotplug-port" in devices
 
 
 def test_command_line_balloon_page_poison_off(tmp_path: Path) -> None:
     command = build_qemu_command(config_for(tmp_path, balloon_page_poison=False), 2222, "id", PATHS)
     balloon = [w for w in command if w.startswith("virtio-balloon-pci")]
-    assert balloon == ["virtio-balloon-pci,id=balloon0,free-page-reporting=on,page-poison=off"]
+    assert balloon == [
+        "virtio-balloon-pci,id=balloon0,free-page-reporting=on,page-poison=off,bus=hotplug-port"
+    ]
     default = build_qemu_command(config_for(tmp_path), 2222, "id", PATHS)
     assert not any("page-poison" in w for w in default)
 

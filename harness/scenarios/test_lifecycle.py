@@ -1,0 +1,295 @@
+"""Lifecycle: the series' start, stop and hotplug paths under events driven over QMP.
+
+One guest per revision (1 GiB, room for a 512 MiB DIMM, the balloon behind a PCIe root
+port) goes through the steps below in order. After each one the guest must answer over
+SSH, its kernel log must stay clean, and the hinting revisions are judged at the next idle
+point like every other scenario (counts agree with the flags, the idle rule, the hinted
+blocks one tail block).
+
+* out of memory: a workload asks for more than the guest has; the OOM killer acts;
+* balloon inflate and deflate: 256 MiB out and back while a release runs; the balloon
+  reaches each target, MemTotal follows, the host RSS falls;
+* memory hotplug: a pc-dimm is added and onlined; hinting covers the new memory;
+* unplug during hinting: device_del of the balloon right after a release; hinting stops
+  (page_hinting_shutdown: no device, no more work, no discards); device_add brings it back
+  (a second page_hinting_startup) and a release is returned to the host;
+* reset: system_reset right after a release; the guest boots again and hinting restarts
+  with fresh state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from harness import dmesg
+from harness.evidence import save_console, save_json
+from harness.judge import (
+    FreeMemory,
+    JudgeConfig,
+    Verdict,
+    judge_accounting,
+    judge_balloon_move,
+    judge_device_gone,
+    judge_hotplug,
+    judge_kernel,
+    judge_oom,
+    judge_restart,
+)
+from harness.lifecycle import add_dimm, plug_balloon, set_balloon_target, unplug_balloon
+from harness.procfs import GuestObservations, HintingState, parse_meminfo
+from harness.revisions import Revision
+from harness.rss import read_rss_bytes
+from harness.scenarios.guest_checks import format_splats, observe, splats
+from harness.spec import HintingSpec, load_spec
+from harness.vm import GuestVM
+from harness.workloads import (
+    MiB,
+    measure_release,
+    read_hinting_state,
+    set_react_delay,
+    wait_hinting_idle,
+)
+
+GUEST_MIB = 1024
+DIMM_MIB = 512  # four 128 MiB memory blocks
+OOM_ASK_MIB = 1536  # more than the 1 GiB guest has (overcommit on, so the mmap succeeds)
+RELEASE_MIB = 384
+BALLOON_MIB = 256
+STOCK_SETTLE_S = 3.0  # stock reporting has no idle indicator; its worker runs 2 s after a request
+# With no balloon nobody discards: the RSS may still move a little (QEMU's own heap).
+NO_DISCARD_LIMIT = 32 * MiB
+RETURN_DEADLINE_S = 60.0
+# Free memory after an event, against before it (see test_detection: stock's and fixed's
+# noise was under 6 MiB; a lost batch is >= 4 MiB per block).
+ACCOUNTING_TOLERANCE_KIB = 8 * 1024
+HIGH_ORDER_TOLERANCE_KIB = 32 * 1024
+OOM_REPORT = "Out of memory: Killed process"
+UNPLUG_REACT_DELAY_MS = 200  # ~3 batches of 384 MiB: the worker is busy for ~0.7 s
+
+
+@dataclass
+class LifecycleGuest:
+    revision: Revision
+    vm: GuestVM
+    evidence: Path
+    spec: HintingSpec
+    verdicts: list[str] = field(default_factory=list)
+    expected_splats: set[str] = field(default_factory=set)  # ids a step caused on purpose
+
+    def settle(self) -> HintingState | None:
+        if not self.revision.hinting:
+            time.sleep(STOCK_SETTLE_S)
+            return None
+        return wait_hinting_idle(self.vm, settle_s=3 * self.spec.delay_s)
+
+    def observe(self, label: str) -> GuestObservations:
+        obs = observe(self.vm)
+        save_json(self.evidence / f"{label}.json", obs)
+        return obs
+
+    def idle_verdict(self, label: str) -> tuple[GuestObservations, Verdict]:
+        """Settle, observe, and judge the kernel-side checks (hinting revisions)."""
+        self.settle()
+        obs = self.observe(label)
+        if not self.revision.hinting:
+            return obs, Verdict(())
+        return obs, judge_kernel(obs, JudgeConfig(require_idle=True), self.spec)
+
+    def record(self, label: str, verdict: Verdict) -> Verdict:
+        self.verdicts.append(f"== {label}\n{verdict}")
+        (self.evidence / "verdict.txt").write_text("\n".join(self.verdicts) + "\n")
+        return verdict
+
+    def mem_total_kib(self) -> int:
+        return parse_meminfo(self.vm.ssh.check("cat /proc/meminfo").stdout)["MemTotal"]
+
+
+@pytest.fixture(scope="module")
+def lifecycle_guest(revision: Revision, pipeline, results_dir: Path) -> Iterator[LifecycleGuest]:
+    evidence = results_dir / f"lifecycle[{revision.name}]"
+    evidence.mkdir(parents=True, exist_ok=True)
+    guest = pipeline.guest(revision, evidence, memory_mib=GUEST_MIB, hotplug_mib=DIMM_MIB)
+    with guest as vm:
+        scripted = LifecycleGuest(revision, vm, evidence, load_spec(revision.series))
+        try:
+            yield scripted
+        finally:
+            found = [s for s in splats(vm) if s.id not in scripted.expected_splats]
+            save_json(evidence / "splats.json", found)
+            save_console(evidence, vm.console_log)
+    (evidence / "initrd.img").unlink(missing_ok=True)
+    assert not found, f"{revision.name}: kernel log problems:\n{format_splats(found)}"
+
+
+def test_oom_kills_the_workload_and_hinting_goes_on(lifecycle_guest: LifecycleGuest) -> None:
+    """A workload asking for more than the guest has: the OOM killer kills it, the guest
+    still answers, no other splat, and hinting is consistent at the next idle point."""
+    guest, vm = lifecycle_guest, lifecycle_guest.vm
+    guest.settle()
+    vm.ssh.check("echo 1 > /proc/sys/vm/overcommit_memory")
+    result = vm.ssh.run(f"echo | memhog {OOM_ASK_MIB}", timeout=300)
+    vm.ssh.check("echo 0 > /proc/sys/vm/overcommit_memory")
+    log = vm.ssh.check("dmesg").stdout
+    found = dmesg.classify(log)
+    oom_ids = {s.id for s in found if s.kind == "OOM" or s.id.startswith("OOM")}
+    guest.expected_splats |= oom_ids
+    others = [f"{s.kind} {s.id}" for s in found if s.id not in oom_ids]
+    verdict = judge_oom(result.exit_status, log.count(OOM_REPORT), others)
+    _, idle = guest.idle_verdict("after-oom")
+    verdict = guest.record("out of memory", verdict + idle)
+    assert verdict.passed, f"{guest.revision.name} after an OOM kill:\n{verdict}"
+
+
+def test_balloon_inflate_and_deflate_while_releasing(lifecycle_guest: LifecycleGuest) -> None:
+    """The balloon takes 256 MiB while a release runs and gives it back: it reaches both
+    targets, MemTotal follows, the host gets the released memory back, and hinted counts
+    stay consistent with the balloon's pages in and out of the allocator."""
+    guest, vm = lifecycle_guest, lifecycle_guest.vm
+    guest.settle()
+    before = guest.observe("balloon-start")
+    total_before = before.meminfo["MemTotal"]
+    inflate: list = []
+
+    def inflate_at_peak() -> None:
+        inflate.append(set_balloon_target(vm, GUEST_MIB - BALLOON_MIB))
+
+    measured = measure_release(
+        vm,
+        RELEASE_MIB,
+        expect_return=True,
+        deadline_s=RETURN_DEADLINE_S,
+        at_peak=inflate_at_peak,
+    )
+    _, inflated_verdict = guest.idle_verdict("balloon-inflated")
+    total_inflated = guest.mem_total_kib()
+    deflate = set_balloon_target(vm, GUEST_MIB)
+    after, deflated_verdict = guest.idle_verdict("balloon-deflated")
+    verdict = judge_balloon_move(
+        inflate[0].target_mib, inflate[0].actual_mib, total_inflated - total_before, -BALLOON_MIB
+    )
+    verdict += judge_balloon_move(
+        deflate.target_mib,
+        deflate.actual_mib,
+        after.meminfo["MemTotal"] - total_inflated,
+        BALLOON_MIB,
+    )
+    returned = measured.returned_bytes
+    verdict += Verdict(
+        (
+            judge_accounting(
+                FreeMemory.of(before, guest.spec.min_order),
+                [FreeMemory.of(after, guest.spec.min_order)],
+                ACCOUNTING_TOLERANCE_KIB,
+                HIGH_ORDER_TOLERANCE_KIB,
+            ),
+        )
+    )
+    verdict += inflated_verdict + deflated_verdict
+    summary = {
+        "inflate_s": inflate[0].seconds,
+        "deflate_s": deflate.seconds,
+        "returned_mib": returned // MiB,
+    }
+    save_json(guest.evidence / "balloon.json", summary)
+    guest.record(f"balloon inflate/deflate ({summary})", verdict)
+    assert returned >= 0.8 * RELEASE_MIB * MiB, (
+        f"{guest.revision.name}: the host got {returned // MiB} MiB of {RELEASE_MIB} back "
+        "while the balloon inflated"
+    )
+    assert verdict.passed, f"{guest.revision.name} balloon inflate/deflate:\n{verdict}"
+
+
+def test_memory_hotplug_is_hinted(lifecycle_guest: LifecycleGuest) -> None:
+    """A 512 MiB pc-dimm comes online (auto-online, a zone that was empty at boot): MemTotal
+    grows by its size, and the blocks freed by onlining are hinted like any others."""
+    guest, vm = lifecycle_guest, lifecycle_guest.vm
+    start = guest.settle()
+    total_before = guest.mem_total_kib()
+    add_dimm(vm, DIMM_MIB)
+    deadline = time.monotonic() + 60
+    while guest.mem_total_kib() < total_before + DIMM_MIB * 1024:
+        assert time.monotonic() < deadline, "the DIMM did not come online within 60 s"
+        time.sleep(0.5)
+    obs, verdict = guest.idle_verdict("hotplug-online")
+    grown = obs.meminfo["MemTotal"] - total_before
+    if guest.revision.hinting:
+        assert start is not None and obs.hinting is not None
+        verdict += judge_hotplug(grown, DIMM_MIB, start, obs.hinting)
+    guest.record("memory hotplug", verdict)
+    assert grown == DIMM_MIB * 1024, f"MemTotal grew {grown} KiB for a {DIMM_MIB} MiB DIMM"
+    assert verdict.passed, f"{guest.revision.name} after memory hotplug:\n{verdict}"
+
+
+def test_balloon_unplug_during_hinting(lifecycle_guest: LifecycleGuest) -> None:
+    """device_del of the balloon right after a release, while the worker is busy: the
+    guest lets it go, hinting stops (no device, no work, no discards) and what was out for
+    hinting comes back to the free lists; device_add brings hinting back and a release is
+    returned to the host again."""
+    guest, vm = lifecycle_guest, lifecycle_guest.vm
+    guest.settle()
+    before = guest.observe("unplug-start")
+    # The series' test hook stretches each batch, so that the worker is surely in a cycle
+    # (pages out in the scatterlist) when the device goes.
+    stretched = guest.revision.hinting and set_react_delay(vm, UNPLUG_REACT_DELAY_MS)
+    vm.ssh.check(f"echo | memhog {RELEASE_MIB} > /dev/null", timeout=300)
+    at_unplug = read_hinting_state(vm) if guest.revision.hinting else None
+    unplug_s = unplug_balloon(vm)
+    if stretched:
+        set_react_delay(vm, 0)
+    unplugged = read_hinting_state(vm) if guest.revision.hinting else None
+    if stretched and at_unplug is not None:
+        busy = at_unplug.refcnt > 0 or any(z.requested or z.active for z in at_unplug.zones)
+        assert busy, f"set-up: the worker was already idle when device_del was sent: {at_unplug}"
+    rss_before = read_rss_bytes(vm.pid)
+    vm.ssh.check(f"echo | memhog {RELEASE_MIB} > /dev/null", timeout=300)
+    time.sleep(STOCK_SETTLE_S)
+    rss_fall = read_rss_bytes(vm.pid) - rss_before
+    gone = guest.observe("unplugged")
+    verdict = Verdict(
+        (
+            judge_accounting(
+                FreeMemory.of(before, guest.spec.min_order),
+                [FreeMemory.of(gone, guest.spec.min_order)],
+                ACCOUNTING_TOLERANCE_KIB,
+                HIGH_ORDER_TOLERANCE_KIB,
+            ),
+        )
+    )
+    if unplugged is not None and gone.hinting is not None:
+        # rss_fall < 0 means the RSS went up (the second memhog touched fresh pages)
+        verdict += judge_device_gone(unplugged, gone.hinting, -rss_fall, NO_DISCARD_LIMIT)
+        verdict += judge_kernel(gone, JudgeConfig(), guest.spec)
+    plug_balloon(vm)
+    _, replugged = guest.idle_verdict("replugged")
+    measured = measure_release(vm, RELEASE_MIB, expect_return=True, deadline_s=RETURN_DEADLINE_S)
+    verdict += replugged
+    guest.record(f"unplug during hinting (DEVICE_DELETED after {unplug_s:.1f} s)", verdict)
+    assert verdict.passed, f"{guest.revision.name} balloon unplug and replug:\n{verdict}"
+    returned = measured.returned_bytes
+    assert returned >= 0.8 * RELEASE_MIB * MiB, (
+        f"{guest.revision.name}: after device_add the host got only {returned // MiB} MiB "
+        f"of {RELEASE_MIB} back"
+    )
+
+
+def test_reset_while_hinting(lifecycle_guest: LifecycleGuest) -> None:
+    """system_reset right after a release: the guest boots again, hinting starts again
+    (startup flush, the idle rule) with counters from the new boot only."""
+    guest, vm = lifecycle_guest, lifecycle_guest.vm
+    guest.settle()
+    boot_before = vm.ssh.check("cat /proc/sys/kernel/random/boot_id").stdout.strip()
+    state_before = read_hinting_state(vm) if guest.revision.hinting else None
+    vm.ssh.check(f"echo | memhog {RELEASE_MIB} > /dev/null", timeout=300)
+    reset_s = vm.reset()
+    boot_after = vm.ssh.check("cat /proc/sys/kernel/random/boot_id").stdout.strip()
+    obs, verdict = guest.idle_verdict("after-reset")
+    if state_before is not None and obs.hinting is not None:
+        verdict += judge_restart((boot_before, boot_after), state_before, obs.hinting)
+    guest.record(f"reset ({reset_s:.1f} s to SSH)", verdict)
+    assert boot_after != boot_before, "system_reset did not reboot the guest"
+    assert verdict.passed, f"{guest.revision.name} after system_reset:\n{verdict}"
