@@ -52,7 +52,11 @@ def cmd_boot(args: argparse.Namespace) -> int:
     rev = _revision(args)
     workdir = Path(tempfile.mkdtemp(prefix="boot-", dir=cache_dir("runs")))
     guest = pipeline.guest(
-        rev, workdir, free_page_reporting=not args.no_reporting, hotplug_mib=BOOT_HOTPLUG_MIB
+        rev,
+        workdir,
+        free_page_reporting=not args.no_reporting,
+        hotplug_mib=BOOT_HOTPLUG_MIB,
+        keep_key_file=True,
     )
     with guest as vm:
         print(f"{rev.name} is up (QEMU pid {vm.pid}, console log {vm.console_log}).")

@@ -78,13 +78,14 @@ class Pipeline:
         memory_mib: int | None = None,
         smp: int | None = None,
         hotplug_mib: int = 0,
+        keep_key_file: bool = False,
     ) -> GuestVM:
         """A not-yet-started VM for `revision`; use it as a context manager."""
         kernel = self.build(revision).bzimage
         key = image.generate_run_key()
         run_initrd = image.make_run_initrd(self.image, key.public_line, workdir)
-        key_file = workdir / "ssh_key"
-        key.private.write_private_key_file(str(key_file))  # for a person's `ssh -i`
+        if keep_key_file:  # for a person's `ssh -i` (never in a results directory)
+            key.private.write_private_key_file(str(workdir / "ssh_key"))
         config = VMConfig(
             kernel=kernel,
             initrd=run_initrd,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -163,6 +164,25 @@ def pytest_configure(config: pytest.Config) -> None:
     config._phh_measurements = []  # type: ignore[attr-defined]
     config._phh_series = {}  # type: ignore[attr-defined]
     config._phh_fault_rates = {}  # type: ignore[attr-defined]
+
+
+# Files by which a directory is recognised as an earlier run's results.
+RESULT_MARKERS = ("finished", "junit.xml", "measurements.jsonl", "verdict.txt")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Each run starts without an earlier run's results: they are moved aside to
+    `<dir>.previous` (one kept), never appended to."""
+    out = Path(session.config.getoption("--results") or default_results_dir())
+    if not out.is_dir():
+        return
+    if not any((out / marker).exists() for marker in RESULT_MARKERS) and not any(
+        out.glob("*/console.log")
+    ):
+        return  # not an earlier run's results (e.g. the mutant campaign's pytest.log)
+    previous = out.with_name(out.name + ".previous")
+    shutil.rmtree(previous, ignore_errors=True)
+    out.rename(previous)
 
 
 @pytest.fixture(scope="session")
