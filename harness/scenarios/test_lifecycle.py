@@ -57,6 +57,7 @@ from harness.workloads import (
 
 GUEST_MIB = 1024
 DIMM_MIB = 512  # four 128 MiB memory blocks
+SECOND_DIMM_MIB = 256
 OOM_ASK_MIB = 1536  # more than the 1 GiB guest has (overcommit on, so the mmap succeeds)
 RELEASE_MIB = 384
 BALLOON_MIB = 256
@@ -113,7 +114,9 @@ class LifecycleGuest:
 def lifecycle_guest(revision: Revision, pipeline, results_dir: Path) -> Iterator[LifecycleGuest]:
     evidence = results_dir / f"lifecycle[{revision.name}]"
     evidence.mkdir(parents=True, exist_ok=True)
-    guest = pipeline.guest(revision, evidence, memory_mib=GUEST_MIB, hotplug_mib=DIMM_MIB)
+    guest = pipeline.guest(
+        revision, evidence, memory_mib=GUEST_MIB, hotplug_mib=DIMM_MIB + SECOND_DIMM_MIB
+    )
     with guest as vm:
         scripted = LifecycleGuest(revision, vm, evidence, load_spec(revision.series))
         try:
@@ -206,7 +209,8 @@ def test_balloon_inflate_and_deflate_while_releasing(lifecycle_guest: LifecycleG
 
 def test_memory_hotplug_is_hinted(lifecycle_guest: LifecycleGuest) -> None:
     """A 512 MiB pc-dimm comes online (auto-online, a zone that was empty at boot): MemTotal
-    grows by its size, and the blocks freed by onlining are hinted like any others."""
+    grows by its size, and the blocks freed by onlining are hinted like any others; then a
+    256 MiB one joins that zone, behind its hinted blocks, and the idle checks still hold."""
     guest, vm = lifecycle_guest, lifecycle_guest.vm
     start = guest.settle()
     total_before = guest.mem_total_kib()
@@ -220,6 +224,26 @@ def test_memory_hotplug_is_hinted(lifecycle_guest: LifecycleGuest) -> None:
     if guest.revision.hinting:
         assert start is not None and obs.hinting is not None
         verdict += judge_hotplug(grown, DIMM_MIB, start, obs.hinting)
+    # A second DIMM joins the zone the first one created, whose hinted blocks now sit at
+    # the tails of its lists: onlining frees with FPI_TO_TAIL (the port deviation in
+    # hinting-v2/NOTES.md), so the new blocks land behind them until the worker runs.
+    add_dimm(vm, SECOND_DIMM_MIB, index=1)
+    while guest.mem_total_kib() < total_before + (DIMM_MIB + SECOND_DIMM_MIB) * 1024:
+        assert time.monotonic() < deadline + 60, "the second DIMM did not come online"
+        time.sleep(0.5)
+    if guest.revision.hinting:
+        # Evidence, not a check: the worker repairs it within one delay (see NOTES.md).
+        onlined = read_hinting_state(vm)
+        save_json(guest.evidence / "hotplug-second-dimm-onlined.json", onlined)
+        behind = [
+            f"{e.zone} order {e.order} {e.migratetype}: {e.hinted} of {e.free} hinted "
+            f"from index {e.first_hinted}"
+            for e in onlined.lists
+            if e.hinted and not e.contiguous_tail
+        ]
+        guest.verdicts.append(f"== just after onlining: hinted blocks not at the tail: {behind}")
+    _, second = guest.idle_verdict("hotplug-second-dimm")
+    verdict += second
     guest.record("memory hotplug", verdict)
     assert grown == DIMM_MIB * 1024, f"MemTotal grew {grown} KiB for a {DIMM_MIB} MiB DIMM"
     assert verdict.passed, f"{guest.revision.name} after memory hotplug:\n{verdict}"
