@@ -581,11 +581,11 @@ class GuestVM:
         self, command: str, arguments: dict[str, object] | None, error: ExecuteError
     ) -> VMError:
         what = f"QMP command {command} {arguments or ''}".strip()
-        message = f"QEMU {self.qemu_version()} rejected {what}: {error.error.desc}"
+        message = f"QEMU {self.qemu_version()} rejected {what}: {error.error.error.desc}"
         unsupported = error.error_class == "CommandNotFound" or re.search(
             r"not found|not supported|does not support|Bus .* does not|is not hotpluggable"
             r"|not a valid device|Parameter .* is unexpected",
-            error.error.desc,
+            error.error.error.desc,
         )
         if unsupported:
             return QmpUnsupported(
