@@ -4,14 +4,20 @@ a broken shutdown, hotplug or reset path leaves, naming it, and passes on a soun
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from harness.judge import (
+    JudgeConfig,
     Status,
     judge_balloon_move,
     judge_device_gone,
     judge_hotplug,
+    judge_kernel,
     judge_oom,
     judge_restart,
 )
+from harness.model import HintingSystem, MigrateType, Params
+from harness.model.observe import observe
 from harness.procfs import HintingState, HintingZoneState, ZoneActivity
 
 MiB = 1 << 20
@@ -90,3 +96,19 @@ def test_oom() -> None:
     assert status(judge_oom(0, 0, []), "oom_killer_acts") is Status.FAIL
     other = judge_oom(-1, 1, ["BUG Bad_page_state"])
     assert status(other, "no_splat_besides_oom") is Status.FAIL
+
+
+def test_counts_are_judged_without_a_device() -> None:
+    """After an unplug the series has no device: the flags and counts are still judged,
+    the idle rule (nothing gets hinted without a device) and the parameters are not."""
+    system = HintingSystem(Params(migratetypes=tuple(MigrateType)[:4]), 64 << 10)
+    system.settle()
+    obs = observe(system)
+    assert obs.hinting is not None
+    gone = replace(obs, hinting=replace(obs.hinting, device=False))
+    assert status(judge_kernel(gone), "hinting_present") is Status.FAIL
+    verdict = judge_kernel(gone, JudgeConfig(device_expected=False))
+    names = {check.name for check in verdict.checks}
+    assert verdict.passed, verdict
+    assert {"hinted_tail_block", "zoneinfo_hinted_matches_debugfs", "free_counts_agree"} <= names
+    assert "idle_trigger_rule" not in names and "parameters_match_spec" not in names

