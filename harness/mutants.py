@@ -3,7 +3,7 @@
 Each `patches/mutants/NN-<id>.patch` is one small defect on top of hinting-v2-fixed; its
 commit message names the check that must catch it and carries a `Caught-by-class:`
 trailer (params, trigger, prediction, work, accounting, counting, boundary, integrity,
-concurrency). For each mutant the campaign writes a quilt series (hinting-v2-fixed's
+concurrency, lifecycle). For each mutant the campaign writes a quilt series (hinting-v2-fixed's
 patches, then the mutant) with hinting-v2-fixed's params.toml, and runs the scenario suite
 on it in a pytest subprocess: release kernels, plus the debug kernel for the concurrency
 class. The clean hinting-v2-fixed runs the same way first and must pass.
@@ -50,7 +50,7 @@ CLASS_TRAILER = re.compile(r"^Caught-by-class:\s*(\S+)", re.MULTILINE)
 DEBUG_CLASSES = frozenset({"concurrency"})
 DEBUG_TRAILER = re.compile(r"^Harness-kernel:\s*debug", re.MULTILINE)
 # the scenarios a mutant runs (the negative control and kconfig tests cannot catch one)
-SCENARIO_FILTER = "release_returns or detection or debug_kernel"
+SCENARIO_FILTER = "release_returns or detection or debug_kernel or lifecycle"
 FAILED_CHECK = re.compile(r"\[FAIL\] ([\w\[\]]+)")
 SERIES_FRAME = re.compile(
     r"\b((?:__)?page_hinting_\w+|get_unhinted_page|put_hinted_page|"

@@ -64,10 +64,11 @@ def measure_release(
     deadline_s: float,
     rise_timeout_s: float = 60.0,
     at_peak: Callable[[], object] | None = None,
+    until_fraction: float = 0.9,
 ) -> ReleaseMeasurement:
     """Run `memhog MIB` in the guest, release it, and watch the QEMU RSS.
 
-    With `expect_return`, polls until 90% of what memhog added has come back or
+    With `expect_return`, polls until `until_fraction` of what memhog added has come back or
     `deadline_s` passes; otherwise watches for `deadline_s` for any fall (the negative
     control). Never sleeps a fixed time where a poll can decide. `at_peak` runs while the
     memory is still held (e.g. to read the guest's hinted counts before the release).
@@ -94,7 +95,7 @@ def measure_release(
         hog.wait(timeout=30.0)
         if expect_return:
             grown = max(peak - baseline, 1)
-            sampler.wait_until(lambda s: peak - s.rss_bytes >= 0.9 * grown, deadline_s)
+            sampler.wait_until(lambda s: peak - s.rss_bytes >= until_fraction * grown, deadline_s)
         else:
             sampler.wait_until(lambda s: peak - s.rss_bytes > 50 * MiB, deadline_s)
         final = read_rss_bytes(vm.pid)

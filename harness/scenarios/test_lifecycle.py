@@ -175,6 +175,7 @@ def test_balloon_inflate_and_deflate_while_releasing(lifecycle_guest: LifecycleG
         expect_return=True,
         deadline_s=RETURN_DEADLINE_S,
         at_peak=inflate_at_peak,
+        until_fraction=min(0.9, _return_bar(guest) + 0.1),  # a margin over the bar
     )
     _, inflated_verdict = guest.idle_verdict("balloon-inflated")
     total_inflated = guest.mem_total_kib()
@@ -298,7 +299,13 @@ def test_balloon_unplug_during_hinting(lifecycle_guest: LifecycleGuest) -> None:
         verdict += judge_kernel(gone, JudgeConfig(device_expected=False), guest.spec)
     plug_balloon(vm)
     _, replugged = guest.idle_verdict("replugged")
-    measured = measure_release(vm, RELEASE_MIB, expect_return=True, deadline_s=RETURN_DEADLINE_S)
+    measured = measure_release(
+        vm,
+        RELEASE_MIB,
+        expect_return=True,
+        deadline_s=RETURN_DEADLINE_S,
+        until_fraction=min(0.9, _return_bar(guest) + 0.1),  # a margin over the bar
+    )
     verdict += replugged
     guest.record(f"unplug during hinting (DEVICE_DELETED after {unplug_s:.1f} s)", verdict)
     assert verdict.passed, f"{guest.revision.name} balloon unplug and replug:\n{verdict}"
