@@ -1,14 +1,15 @@
 """`pytest harness/` runs the scenario suite; its options and fixtures live in plugin.py."""
 
 from harness.plugin import (  # noqa: F401  (pytest finds hooks and fixtures by name)
+    _shared_guest_properties,
     evidence,
     pipeline,
     pytest_addoption,
     pytest_collection_modifyitems,
     pytest_configure,
     pytest_generate_tests,
-    pytest_runtest_makereport,
     pytest_sessionfinish,
+    pytest_sessionstart,
     record_fault_rate,
     record_measurement,
     release_mib,

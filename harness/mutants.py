@@ -136,7 +136,7 @@ def suite_command(
         SCENARIO_FILTER,
         "--results",
         str(results),
-        f"--junitxml={results / 'pytest-junit.xml'}",  # the plugin writes junit.xml
+        f"--junitxml={results / 'pytest-junit.xml'}",
         *revision_args,
     ]
     return [*command, "-x"] if stop_at_first_failure else command

@@ -12,19 +12,22 @@ import logging
 import re
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from harness import report
-from harness.errors import QemuDied
 from harness.paths import default_results_dir
 from harness.pipeline import Pipeline
 from harness.revisions import Revision, resolve
 from harness.workloads import ReleaseMeasurement
 
 DEFAULT_REVISIONS = "stock,hinting-v2,hinting-v2-fixed"
+# What the scenarios hand to the session-end reports (compare.md, compare-rss.png).
+MEASUREMENTS = pytest.StashKey[list[dict]]()
+RELEASE_SERIES = pytest.StashKey[dict[str, ReleaseMeasurement]]()
+FAULT_RATES = pytest.StashKey[dict[str, float]]()
 DEFAULT_DEBUG_REVISIONS = "hinting-v2,hinting-v2-fixed"
 
 
@@ -157,13 +160,16 @@ def _group_by_revision(items: list[pytest.Item], fixture: str) -> None:
     items[:] = [next(ordered) if id(i) in positions else i for i in items]
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest's junitxml plugin reads the option
 def pytest_configure(config: pytest.Config) -> None:
+    if not config.option.xmlpath:
+        results = Path(config.getoption("--results") or default_results_dir())
+        config.option.xmlpath = str(results / "junit.xml")
     config.addinivalue_line("markers", "hinting: only for revisions that carry the series")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    config._phh_results = []  # type: ignore[attr-defined]
-    config._phh_measurements = []  # type: ignore[attr-defined]
-    config._phh_series = {}  # type: ignore[attr-defined]
-    config._phh_fault_rates = {}  # type: ignore[attr-defined]
+    config.stash[MEASUREMENTS] = []
+    config.stash[RELEASE_SERIES] = {}
+    config.stash[FAULT_RATES] = {}
 
 
 # Files by which a directory is recognised as an earlier run's results.
@@ -217,6 +223,7 @@ def evidence(request: pytest.FixtureRequest, results_dir: Path) -> Iterator[Path
     """A fresh directory under the results dir for this test's console log, CSV, JSON."""
     path = results_dir / _safe(request.node.nodeid.split("::", 1)[-1])
     path.mkdir(parents=True, exist_ok=True)
+    request.node.user_properties.append(("evidence", str(path)))
     for old in path.iterdir():
         if old.is_file():
             old.unlink()
@@ -226,17 +233,42 @@ def evidence(request: pytest.FixtureRequest, results_dir: Path) -> Iterator[Path
 
 
 @pytest.fixture
-def record_measurement(pytestconfig: pytest.Config, results_dir: Path):
-    """Scenarios hand their release measurements here for the revision comparison."""
+def record_measurement(
+    pytestconfig: pytest.Config, results_dir: Path, record_property: Callable[[str, object], None]
+):
+    """Scenarios hand their release measurements here for the revision comparison (and the
+    numbers go into the JUnit file as the test's properties)."""
 
     def record(row: dict, measurement: ReleaseMeasurement | None = None) -> None:
-        pytestconfig._phh_measurements.append(row)  # type: ignore[attr-defined]
+        for key, value in row.items():
+            record_property(key, value)
+        pytestconfig.stash[MEASUREMENTS].append(row)
         if measurement is not None:
-            pytestconfig._phh_series[row["revision"]] = measurement  # type: ignore[attr-defined]
+            pytestconfig.stash[RELEASE_SERIES][row["revision"]] = measurement
         with (results_dir / "measurements.jsonl").open("a") as f:
             f.write(json.dumps(row) + "\n")
 
     return record
+
+
+# Module-scoped guests of the scenario suite: each keeps an evidence dir and a verdict list.
+SHARED_GUESTS = ("guest", "lifecycle_guest")
+
+
+@pytest.fixture(autouse=True)
+def _shared_guest_properties(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test on a shared guest gets its evidence dir and the verdicts it recorded as JUnit
+    properties."""
+    name = next((n for n in SHARED_GUESTS if n in request.fixturenames), None)
+    if name is None:
+        yield
+        return
+    guest = request.getfixturevalue(name)
+    seen = len(guest.verdicts)
+    request.node.user_properties.append(("evidence", str(guest.evidence)))
+    yield
+    for text in guest.verdicts[seen:]:
+        request.node.user_properties.append(("verdict", text))
 
 
 @pytest.fixture
@@ -244,49 +276,25 @@ def record_fault_rate(pytestconfig: pytest.Config):
     """Scenarios hand their page-fault benchmark result here for compare.md."""
 
     def record(revision: str, faults_per_second: float) -> None:
-        pytestconfig._phh_fault_rates[revision] = faults_per_second  # type: ignore[attr-defined]
+        pytestconfig.stash[FAULT_RATES][revision] = faults_per_second
 
     return record
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    outcome = yield
-    rep = outcome.get_result()
-    if rep.when == "call" or (rep.when == "setup" and rep.outcome != "passed"):
-        status = {"passed": "pass", "failed": "fail", "skipped": "skip"}[rep.outcome]
-        if rep.when == "setup" and rep.outcome == "failed":
-            status = "error"
-        if rep.failed and call.excinfo is not None and call.excinfo.errisinstance(QemuDied):
-            status = "error"  # the harness's QEMU went away: an infrastructure fault
-        item.config._phh_results.append(  # type: ignore[attr-defined]
-            report.TestResult(
-                suite="scenarios",
-                name=item.nodeid,
-                status=status,
-                duration=rep.duration,
-                message=rep.longreprtext[-4000:] if rep.outcome != "passed" else "",
-                system_out=rep.capstdout[-4000:] if rep.capstdout else "",
-            )
-        )
-
-
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
-    results = getattr(config, "_phh_results", None)
-    if results is None or not results:
+    if not session.testscollected:
         return
     out = Path(config.getoption("--results") or default_results_dir())
     out.mkdir(parents=True, exist_ok=True)
-    report.write_junit(results, out / "junit.xml")
-    rows = getattr(config, "_phh_measurements", [])
-    fault_rates = getattr(config, "_phh_fault_rates", {})
+    rows = config.stash.get(MEASUREMENTS, [])
+    fault_rates = config.stash.get(FAULT_RATES, {})
     if rows or fault_rates:
         markdown, _ = report.write_comparison(rows, out)
         if fault_rates:
             with markdown.open("a") as f:
                 f.write(report.fault_benchmark_section(fault_rates))
-    series = getattr(config, "_phh_series", {})
+    series = config.stash.get(RELEASE_SERIES, {})
     if series:
         report.plot_rss(
             {label: m.samples for label, m in series.items()},

@@ -1,21 +1,21 @@
-"""Reports: JUnit XML (junitparser), RSS plots (matplotlib, Agg) and the revision comparison.
+"""Reports: JUnit reading and merging (junitparser), RSS plots (matplotlib, Agg) and the
+revision comparison.
 
-JUnit is built with junitparser's element classes, never by string concatenation, so text
-from a kernel console (escape codes, control characters) cannot break the XML, and a
-crash or an unexpected exit is kept as an <error> with its message.
+The scenario suite's JUnit is written by pytest itself (--junitxml, with the verdicts,
+evidence paths and numbers as record_property properties); this module reads and merges
+such files, e.g. for the mutant campaign or several runs.
 """
 
 from __future__ import annotations
 
 import csv
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from copy import deepcopy
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from junitparser import Error, Failure, JUnitXml, Skipped, TestCase, TestSuite
+from junitparser import Error, Failure, JUnitXml, Skipped, TestCase
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -49,61 +49,6 @@ class TestResult:
     system_out: str = ""  # e.g. the guest console tail
 
     __test__ = False  # not a pytest test class
-
-
-# XML 1.0 allows tab, newline, carriage return and the ranges below; nothing else.
-_XML_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-
-def xml_safe(text: str) -> str:
-    """Replace characters XML cannot hold (console escape codes, NULs) with \\xNN text."""
-    return _XML_INVALID.sub(lambda m: f"\\x{ord(m[0]):02x}", text)
-
-
-def _first_line(text: str) -> str:
-    return text.strip().split("\n", 1)[0] if text.strip() else ""
-
-
-def _result_element(result: TestResult) -> Failure | Error | Skipped | None:
-    """The JUnit child for a non-passing result: short message attribute, full text body."""
-    status = Status(result.status)
-    if status is Status.PASS:
-        return None
-    message = xml_safe(result.message)
-    element_class = {Status.FAIL: Failure, Status.ERROR: Error, Status.SKIP: Skipped}[status]
-    element = element_class(_first_line(message) or status.value)
-    if message:
-        element.text = message
-    return element
-
-
-def _test_case(result: TestResult) -> TestCase:
-    case = TestCase(result.name, classname=result.suite, time=round(result.duration, 3))
-    element = _result_element(result)
-    if element is not None:
-        case.result = [element]
-    if result.system_out:
-        case.system_out = xml_safe(result.system_out)
-    return case
-
-
-def build_junit(results: Iterable[TestResult]) -> JUnitXml:
-    """One <testsuite> per suite name, in order of first appearance."""
-    suites: dict[str, TestSuite] = {}
-    for result in results:
-        suite = suites.setdefault(result.suite, TestSuite(result.suite))
-        suite.add_testcase(_test_case(result))
-    xml = JUnitXml()
-    for suite in suites.values():
-        xml.add_testsuite(suite)
-    xml.update_statistics()
-    return xml
-
-
-def write_junit(results: Iterable[TestResult], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    build_junit(results).write(str(path), pretty=True)
-    return path
 
 
 def _status_of(case: TestCase) -> tuple[Status, str]:

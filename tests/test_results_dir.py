@@ -1,7 +1,11 @@
-"""An earlier run's results are moved aside, never appended to (harness.plugin)."""
+"""The scenario suite's results directory and JUnit file (harness.plugin): an earlier run
+is moved aside, never appended to; the JUnit is pytest's own, with properties."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -33,3 +37,36 @@ def test_a_directory_that_is_not_results_is_left_alone(tmp_path: Path) -> None:
     (results / "pytest.log").write_text("campaign log")
     pytest_sessionstart(session_for(results))  # type: ignore[arg-type]
     assert (results / "pytest.log").exists()
+
+
+def run_scenario_plugin(tmp_path: Path, results: Path) -> subprocess.CompletedProcess[str]:
+    """A tiny suite under the scenario suite's plugin (as `pytest harness/` loads it)."""
+    test_file = tmp_path / "test_tiny_scenario.py"
+    test_file.write_text(
+        "def test_fails(evidence, record_property):\n"
+        "    record_property('verdict', 'verdict: FAIL (1 of 1)')\n"
+        "    assert False, 'E' * 6000\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "harness.plugin", "-p", "no:cacheprovider",
+         "-o", "junit_family=xunit1", str(test_file), "--results", str(results)],
+        cwd=tmp_path, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+def test_scenario_junit_is_pytests_own_with_properties(tmp_path: Path) -> None:
+    """results/junit.xml comes from pytest's --junitxml (set by the plugin): the failure is
+    whole (the old writer cut it at 4000 characters) and the evidence dir and verdict are
+    properties; a second run moves the first aside."""
+    results = tmp_path / "results"
+    run = run_scenario_plugin(tmp_path, results)
+    assert run.returncode == 1, run.stdout + run.stderr
+    case = ET.parse(results / "junit.xml").getroot().find(".//testcase")
+    assert case is not None
+    properties = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert properties["evidence"] == str(results / "test_fails")
+    assert properties["verdict"] == "verdict: FAIL (1 of 1)"
+    failure = case.find("failure")
+    assert failure is not None and "E" * 6000 in (failure.text or "")
+    run_scenario_plugin(tmp_path, results)
+    assert (tmp_path / "results.previous" / "junit.xml").is_file()
