@@ -7,6 +7,7 @@ against; paramiko.AutoAddPolicy accepts it for this one in-memory client (nothin
 
 from __future__ import annotations
 
+import select
 import socket
 import time
 from collections.abc import Callable
@@ -17,7 +18,10 @@ import paramiko
 
 from harness.errors import SSHError
 
-POLL_SECONDS = 0.01
+# Waiting for guest output sleeps in select() on the channel (paramiko signals new stdout
+# data and the channel's close through its fileno); the cap bounds how late stderr-only
+# output or an exit status without a close is noticed. No 10 ms spinning on a 2-core host.
+WAIT_CAP_SECONDS = 0.2
 RETRY_SECONDS = 0.25
 READ_CHUNK = 65536
 
@@ -147,7 +151,7 @@ class GuestSSH:
                         f"stdout so far: {_tail(stdout)}\nstderr so far: {_tail(stderr)}",
                         "raise the timeout, or check that the command cannot block",
                     )
-                time.sleep(POLL_SECONDS)
+                _wait_for_output(channel, deadline)
             if channel.recv_exit_status() == -1 and not self.connected:
                 raise self._dropped(command)
             return CommandResult(
@@ -239,7 +243,7 @@ class RemoteProcess:
                     f"partial stdout: {_tail(self._stdout)}; stderr: {_tail(self._stderr)}",
                     "check that the program flushes its output and is not stuck",
                 )
-            time.sleep(POLL_SECONDS)
+            _wait_for_output(self._channel, deadline)
         line, _, rest = bytes(self._stdout).partition(b"\n")
         self._stdout = bytearray(rest)
         return line.decode(errors="replace")
@@ -270,7 +274,7 @@ class RemoteProcess:
                     f"{self.command!r} did not exit within {timeout:.0f} s",
                     "send it what it waits for (a line on stdin), or kill() it",
                 )
-            time.sleep(POLL_SECONDS)
+            _wait_for_output(self._channel, deadline)
         self._finished = True
         if self._channel.recv_exit_status() == -1 and not self._ssh.connected:
             raise self._ssh._dropped(self.command)
@@ -300,6 +304,12 @@ class RemoteProcess:
     ) -> None:
         if not self._finished:
             self.kill()
+
+
+def _wait_for_output(channel: paramiko.Channel, deadline: float) -> None:
+    """Sleep until the channel has stdout data or closes, the cap, or the deadline."""
+    timeout = max(0.0, min(WAIT_CAP_SECONDS, deadline - time.monotonic()))
+    select.select([channel], [], [], timeout)
 
 
 def _drain(channel: paramiko.Channel, stdout: bytearray, stderr: bytearray) -> bool:
