@@ -101,7 +101,7 @@ def build_kernel(req: BuildRequest) -> BuildResult:
             log.info("build %s: cache hit (%s)", key[:12], cached)
             return _result(BuildStatus.CACHED, cached, key, time.monotonic() - started)
         logfile = cache_dir("logs") / f"build-{tree.name}-{key[:12]}.log"
-        with step(f"make bzImage in {tree}", logfile):
+        with step(f"make bzImage in {tree}", logfile, phase="make"):
             _run_make(tree, req.jobs, logfile)
         duration = time.monotonic() - started
         artifacts = _store_artifacts(req, tree, key, logfile, duration)
@@ -140,7 +140,9 @@ def prepare_worktree(source: KernelSource, series: Series, name: str) -> Path:
         return make_worktree(source, name, reuse=True)
     tree = make_worktree(source, name)  # reset hard + clean: the old marker goes too
     if series.patches:
-        with step(f"applying {len(series.patches)} patches of {series.name} to {tree}"):
+        with step(
+            f"applying {len(series.patches)} patches of {series.name} to {tree}", phase="git"
+        ):
             apply_series(tree, series)
     head = run_git(["rev-parse", "HEAD"], tree).stdout.strip()
     (tree / SERIES_MARKER).write_text(json.dumps({**marker, "head": head}, indent=1) + "\n")

@@ -10,6 +10,7 @@ from harness.plugin import (  # noqa: F401  (pytest finds hooks and fixtures by 
     pytest_generate_tests,
     pytest_sessionfinish,
     pytest_sessionstart,
+    pytest_terminal_summary,
     record_fault_rate,
     record_measurement,
     release_mib,

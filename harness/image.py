@@ -286,7 +286,7 @@ def build_image(force: bool = False) -> GuestImage:
         return GuestImage(initramfs=final / INITRAMFS_NAME, key=key)
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=images))
     try:
-        with step(f"building guest image {key}"):
+        with step(f"building guest image {key}", phase="image"):
             _assemble(staging, inputs)
         _publish(staging, final)
     finally:

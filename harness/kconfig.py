@@ -197,7 +197,10 @@ def configure(
         return config
     previous = _Snapshot.take(config)
     try:
-        with step(f"configuring {tree.name} ({base_target} + {len(fragments)} fragments)"):
+        with step(
+            f"configuring {tree.name} ({base_target} + {len(fragments)} fragments)",
+            phase="configure",
+        ):
             _make(tree, [base_target], make_args, env)
             _apply_options(config, requested)
             _make(tree, ["olddefconfig"], make_args, env)

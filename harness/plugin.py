@@ -20,6 +20,7 @@ import pytest
 from harness import report
 from harness.paths import default_results_dir
 from harness.pipeline import Pipeline
+from harness.progress import format_breakdown, time_spent
 from harness.revisions import Revision, resolve
 from harness.workloads import ReleaseMeasurement
 
@@ -176,9 +177,28 @@ def pytest_configure(config: pytest.Config) -> None:
 RESULT_MARKERS = ("finished", "junit.xml", "measurements.jsonl", "verdict.txt")
 
 
+SESSION_STARTED = pytest.StashKey[float]()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """Where the run's time went (fetch, unpack, git, configure, make, image, probe, boot,
+    and the scenarios themselves), on the terminal and in results/timing.json."""
+    started = config.stash.get(SESSION_STARTED, None)
+    if started is None:
+        return
+    total = time.monotonic() - started
+    terminalreporter.write_sep("-", "time breakdown")
+    terminalreporter.write_line(format_breakdown(total))
+    out = Path(config.getoption("--results") or default_results_dir())
+    if out.is_dir():
+        spent = {**time_spent(), "total": total}
+        (out / "timing.json").write_text(json.dumps(spent, indent=1) + "\n")
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Each run starts without an earlier run's results: they are moved aside to
     `<dir>.previous` (one kept), never appended to."""
+    session.config.stash[SESSION_STARTED] = time.monotonic()
     out = Path(session.config.getoption("--results") or default_results_dir())
     if not out.is_dir():
         return

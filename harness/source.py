@@ -130,7 +130,7 @@ def _cached_deb_for(debs: Path, version: str) -> Path | None:
 
 def _apt_download(debs: Path) -> bool:
     """`apt-get download` into `debs` (apt's _apt sandbox warning as root is harmless)."""
-    with step(f"apt-get download {DEBIAN_PACKAGE}"):
+    with step(f"apt-get download {DEBIAN_PACKAGE}", phase="fetch"):
         result = subprocess.run(
             ["apt-get", "download", DEBIAN_PACKAGE], cwd=debs, capture_output=True, text=True
         )
@@ -197,10 +197,10 @@ def _unpack_and_commit(deb: Path, version: str, version_dir: Path) -> None:
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir()
     try:
-        with step(f"unpacking {deb.name}"):
+        with step(f"unpacking {deb.name}", phase="unpack"):
             _extract_tarball(deb, scratch)
         tree = scratch / TREE_DIRNAME
-        with step(f"committing pristine {version}"):
+        with step(f"committing pristine {version}", phase="git"):
             run_git(["init", "-q"], tree)
             run_git(["add", "-f", "-A", "."], tree)
             run_git(["commit", "-q", "-m", f"{TREE_DIRNAME} {version} (pristine)"], tree)
@@ -296,7 +296,7 @@ def _snapshot_repo(tree: Path) -> Path:
     git_dir = cache_dir("user") / f"{key}.git"
     if not (git_dir / "HEAD").is_file():
         subprocess.run(["git", "init", "-q", "--bare", str(git_dir)], check=True)
-    with step(f"snapshotting {tree}"):
+    with step(f"snapshotting {tree}", phase="git"):
         # The tree's own .gitignore keeps build outputs out; a tree whose .gitignore hides
         # the sources themselves gets them forced in.
         snap = {"git_dir": git_dir, "work_tree": tree}
@@ -326,7 +326,7 @@ def make_worktree(source: KernelSource, name: str, *, reuse: bool = False) -> Pa
     path = worktree_path(name)
     if _is_worktree_of(path, source):
         if not reuse:
-            with step(f"resetting worktree {path}"):
+            with step(f"resetting worktree {path}", phase="git"):
                 run_git(["reset", "-q", "--hard", source.commit], path)
                 run_git(["clean", "-q", "-f", "-d", "-x"], path)
         return path
@@ -364,7 +364,7 @@ def _add_worktree(source: KernelSource, path: Path) -> None:
     where = path.parent
     shutil.rmtree(scratch, ignore_errors=True)
     run_git(["worktree", "prune"], where, git_dir=source.git_dir)
-    with step(f"creating worktree {path}"):
+    with step(f"creating worktree {path}", phase="git"):
         try:
             add = ["worktree", "add", "-q", "--detach", str(scratch), source.commit]
             run_git(add, where, git_dir=source.git_dir)
