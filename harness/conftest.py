@@ -1,7 +1,10 @@
 """`pytest harness/` runs the scenario suite; its options and fixtures live in plugin.py."""
 
 from harness.plugin import (  # noqa: F401  (pytest finds hooks and fixtures by name)
+    _kernel_built_first,
     _shared_guest_properties,
+    built_debug_kernel,
+    built_kernel,
     evidence,
     pipeline,
     pytest_addoption,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import accel, build, image, source
+from harness.errors import HarnessError
 from harness.revisions import STOCK, Revision
 from harness.series import load_series
 from harness.vm import GuestVM, VMConfig
@@ -34,6 +35,8 @@ class Pipeline:
     jobs: int = 3
     _source: source.KernelSource | None = None
     _builds: dict[str, build.BuildResult] = field(default_factory=dict)
+    # A failed build is remembered too: asked again, the same error comes back at once.
+    _failed_builds: dict[str, HarnessError] = field(default_factory=dict)
     _image: image.GuestImage | None = None
     _accel: str | None = None
 
@@ -44,14 +47,20 @@ class Pipeline:
         return self._source
 
     def build(self, revision: Revision) -> build.BuildResult:
+        if revision.name in self._failed_builds:
+            raise self._failed_builds[revision.name]
         if revision.name not in self._builds:
-            request = build.BuildRequest(
-                source=self.source,
-                series=load_series(revision.series),
-                fragments=revision.fragments,
-                jobs=self.jobs,
-            )
-            self._builds[revision.name] = build.build_kernel(request)
+            try:
+                request = build.BuildRequest(
+                    source=self.source,
+                    series=load_series(revision.series),
+                    fragments=revision.fragments,
+                    jobs=self.jobs,
+                )
+                self._builds[revision.name] = build.build_kernel(request)
+            except HarnessError as error:
+                self._failed_builds[revision.name] = error
+                raise
         return self._builds[revision.name]
 
     @property

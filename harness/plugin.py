@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from harness import report
+from harness.build import BuildResult
 from harness.paths import default_results_dir
 from harness.pipeline import Pipeline
 from harness.progress import format_breakdown, time_spent
@@ -269,6 +270,27 @@ def record_measurement(
             f.write(json.dumps(row) + "\n")
 
     return record
+
+
+@pytest.fixture(scope="session")
+def built_kernel(revision: Revision, pipeline: Pipeline) -> BuildResult:
+    """The revision's kernel, built once per session (a failure is cached by pytest too)."""
+    return pipeline.build(revision)
+
+
+@pytest.fixture(scope="session")
+def built_debug_kernel(debug_revision: Revision, pipeline: Pipeline) -> BuildResult:
+    return pipeline.build(debug_revision)
+
+
+@pytest.fixture(autouse=True)
+def _kernel_built_first(request: pytest.FixtureRequest) -> None:
+    """Build before a scenario starts: a broken build (a patch that does not apply, a
+    dropped option, a compile error) is then a setup *error* of each scenario of that
+    revision, raised once and reported with the same message, not a failure of each."""
+    for param, fixture in (("revision", "built_kernel"), ("debug_revision", "built_debug_kernel")):
+        if param in request.fixturenames:
+            request.getfixturevalue(fixture)
 
 
 # Module-scoped guests of the scenario suite: each keeps an evidence dir and a verdict list.

@@ -3,17 +3,24 @@ is moved aside, never appended to; the JUnit is pytest's own, with properties.""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
+from harness.paths import REPO_ROOT
 from harness.plugin import pytest_sessionstart
 
 
 def session_for(results: Path) -> SimpleNamespace:
-    config = SimpleNamespace(getoption=lambda name: str(results) if name == "--results" else None)
+    config = SimpleNamespace(
+        getoption=lambda name: str(results) if name == "--results" else None,
+        stash=pytest.Stash(),
+    )
     return SimpleNamespace(config=config)
 
 
@@ -70,3 +77,26 @@ def test_scenario_junit_is_pytests_own_with_properties(tmp_path: Path) -> None:
     assert failure is not None and "E" * 6000 in (failure.text or "")
     run_scenario_plugin(tmp_path, results)
     assert (tmp_path / "results.previous" / "junit.xml").is_file()
+
+
+@pytest.mark.real
+def test_a_broken_build_is_one_setup_error_per_scenario(tmp_path: Path) -> None:
+    """A series that cannot be built (this one lacks the hinting Kconfig, so kconfig drops
+    CONFIG_PAGE_HINTING): every scenario of that revision is a setup *error* with the
+    same message, and the build was tried once (the failure is remembered)."""
+    results = tmp_path / "results"
+    run = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--revisions", "", "--debug-revisions", "",
+         "--series", str(REPO_ROOT / "tests/fixtures/series/break-build"),
+         "-k", "release_returns or negative_control", "--results", str(results)],
+        cwd=REPO_ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]
+    cases = ET.parse(results / "junit.xml").getroot().findall(".//testcase")
+    assert len(cases) == 2
+    errors = [case.find("error") for case in cases]
+    assert all(error is not None for error in errors), [ET.tostring(c)[:300] for c in cases]
+    last_lines = {(error.text or "").strip().splitlines()[-1] for error in errors}  # type: ignore[union-attr]
+    assert len(last_lines) == 1 and "KconfigError" in last_lines.pop()
+    started = re.findall(r"^\d{4}-\d\d-\d\d [\d:,]+ configuring .* \.\.\.$", run.stdout, re.M)
+    assert len(started) == 1, started  # the live log: configure ran once for both
