@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import paramiko
-
 from harness.errors import ImageError
 from harness.paths import IMAGES_DIR, cache_dir
 from harness.progress import step
@@ -59,14 +57,6 @@ class GuestImage:
 
     initramfs: Path
     key: str
-
-
-@dataclass(frozen=True)
-class RunKey:
-    """A per-run SSH key pair: the private key for paramiko, the authorized_keys line."""
-
-    private: paramiko.PKey
-    public_line: str
 
 
 # --------------------------------------------------------------------------- cpio (newc)
@@ -308,12 +298,6 @@ def _publish(staging: Path, final: Path) -> None:
 
 
 # --------------------------------------------------------------------------- per run
-
-
-def generate_run_key() -> RunKey:
-    """A fresh ECDSA P-256 key pair (dropbear 2022.83 accepts ecdsa-sha2-nistp256)."""
-    private = paramiko.ECDSAKey.generate(bits=256)
-    return RunKey(private=private, public_line=f"{private.get_name()} {private.get_base64()} phh")
 
 
 def authorized_keys_archive(public_key_line: str) -> bytes:

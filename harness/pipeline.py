@@ -15,6 +15,7 @@ from harness import accel, build, image, source
 from harness.errors import HarnessError
 from harness.revisions import STOCK, Revision
 from harness.series import load_series
+from harness.ssh import generate_run_key
 from harness.vm import GuestVM, VMConfig
 
 log = logging.getLogger("harness")
@@ -91,7 +92,7 @@ class Pipeline:
     ) -> GuestVM:
         """A not-yet-started VM for `revision`; use it as a context manager."""
         kernel = self.build(revision).bzimage
-        key = image.generate_run_key()
+        key = generate_run_key()
         run_initrd = image.make_run_initrd(self.image, key.public_line, workdir)
         if keep_key_file:  # for a person's `ssh -i` (never in a results directory)
             key.private.write_private_key_file(str(workdir / "ssh_key"))

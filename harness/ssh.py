@@ -27,6 +27,21 @@ READ_CHUNK = 65536
 
 
 @dataclass(frozen=True)
+class RunKey:
+    """A per-run SSH key pair: the private key for paramiko, the authorized_keys line (the
+    guest image takes it: harness.image.make_run_initrd)."""
+
+    private: paramiko.PKey
+    public_line: str
+
+
+def generate_run_key() -> RunKey:
+    """A fresh ECDSA P-256 key pair (dropbear 2022.83 accepts ecdsa-sha2-nistp256)."""
+    private = paramiko.ECDSAKey.generate(bits=256)
+    return RunKey(private=private, public_line=f"{private.get_name()} {private.get_base64()} phh")
+
+
+@dataclass(frozen=True)
 class CommandResult:
     """What a finished guest command returned."""
 

@@ -16,6 +16,7 @@ import pytest
 from harness import image
 from harness.errors import ImageError
 from harness.image import CpioWriter, authorized_keys_archive, image_key
+from harness.ssh import generate_run_key
 
 
 def parse_newc(data: bytes) -> dict[str, tuple[int, int, int, int, bytes]]:
@@ -118,7 +119,7 @@ def test_dropbear_libraries_include_loader_and_libc() -> None:
 
 
 def test_run_key_line_is_ecdsa() -> None:
-    key = image.generate_run_key()
+    key = generate_run_key()
     kind, blob, _ = key.public_line.split()
     assert kind == "ecdsa-sha2-nistp256" and blob == key.private.get_base64()
 
@@ -282,7 +283,7 @@ def test_build_image_is_cached(private_cache: Path) -> None:
 @pytest.mark.real
 def test_run_initrd_is_base_plus_key_archive(private_cache: Path, tmp_path: Path) -> None:
     built = image.build_image()
-    key = image.generate_run_key()
+    key = generate_run_key()
     initrd = image.make_run_initrd(built, key.public_line, tmp_path / "run")
     base = built.initramfs.read_bytes()
     data = initrd.read_bytes()

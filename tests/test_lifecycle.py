@@ -16,7 +16,6 @@ import pytest
 
 from harness import image
 from harness.errors import QemuDied, QmpUnsupported, SSHError
-from harness.image import RunKey
 from harness.lifecycle import (
     add_dimm,
     balloon_actual_mib,
@@ -27,6 +26,7 @@ from harness.lifecycle import (
 from harness.paths import REPO_ROOT
 from harness.pipeline import stock_kernel
 from harness.procfs import parse_meminfo
+from harness.ssh import RunKey, generate_run_key
 from harness.vm import (
     BALLOON_PORT,
     GuestVM,
@@ -81,7 +81,7 @@ def config_paths(tmp_path: Path) -> QemuPaths:
 
 @pytest.fixture(scope="module")
 def run_key() -> RunKey:
-    return image.generate_run_key()
+    return generate_run_key()
 
 
 @pytest.fixture(scope="module")

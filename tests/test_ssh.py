@@ -14,7 +14,7 @@ import pytest
 from harness import image
 from harness.errors import SSHError
 from harness.pipeline import stock_kernel
-from harness.ssh import GuestSSH, pick_free_port, port_is_free
+from harness.ssh import GuestSSH, generate_run_key, pick_free_port, port_is_free
 from harness.vm import GuestVM, VMConfig
 
 
@@ -89,7 +89,7 @@ def test_commands_need_a_connection() -> None:
 def vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuestVM]:
     kernel = stock_kernel()
     assert kernel.is_file(), f"test kernel {kernel} missing: set PHH_TEST_KERNEL"
-    key = image.generate_run_key()
+    key = generate_run_key()
     workdir = tmp_path_factory.mktemp("ssh-vm")
     initrd = image.make_run_initrd(image.build_image(), key.public_line, workdir)
     config = VMConfig(kernel=kernel, initrd=initrd, workdir=workdir, ssh_key=key.private)

@@ -21,8 +21,8 @@ from harness.errors import (
     VMError,
     VMLaunchFailure,
 )
-from harness.image import RunKey
 from harness.pipeline import stock_kernel
+from harness.ssh import RunKey, generate_run_key
 from harness.vm import GuestVM, QemuPaths, VMConfig, build_qemu_command
 
 PATHS = QemuPaths(Path("/w/console.log"), Path("/w/qemu.log"), Path("/w/qmp.sock"))
@@ -308,7 +308,7 @@ def test_fake_qemu_exit_raises_launch_failure(
 
 @pytest.fixture(scope="module")
 def run_key() -> RunKey:
-    return image.generate_run_key()
+    return generate_run_key()
 
 
 @pytest.fixture(scope="module")
