@@ -19,15 +19,13 @@ from harness.model.counts import CountPrediction, OrderCounts
 from harness.model.idle import idle_unhinted_bound
 from harness.procfs import (
     ACTIVITY_FIELDS,
-    PAGE_SIZE,
     GuestObservations,
     HintingListState,
     HintingState,
     ZoneActivity,
 )
 from harness.spec import V2_SPEC, HintingSpec
-
-MiB = 1 << 20
+from harness.units import PAGE_SIZE, MiB
 
 ZoneKey = tuple[int, str]  # (node, zone)
 

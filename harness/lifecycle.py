@@ -10,9 +10,9 @@ import time
 from dataclasses import dataclass
 
 from harness.errors import QmpUnsupported, VMError
+from harness.units import MiB
 from harness.vm import BALLOON_DRIVER, BALLOON_ID, GuestVM, balloon_properties, hotpluggable_balloon
 
-MiB = 1 << 20
 UNPLUG_TIMEOUT_S = 60.0
 BALLOON_TIMEOUT_S = 120.0  # inflating 512 MiB page by page under TCG takes seconds
 POLL_S = 0.5

@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 
 from harness.errors import HarnessError
 
-PAGE_SIZE = 4096
-
 
 @dataclass(frozen=True)
 class ZoneInfo:

@@ -21,8 +21,7 @@ from matplotlib.figure import Figure
 
 from harness.errors import HarnessError
 from harness.rss import RssSample, time_to_fraction
-
-MIB = 1 << 20
+from harness.units import MiB as MIB
 
 
 class ReportError(HarnessError):

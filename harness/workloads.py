@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from harness.errors import SSHError
 from harness.procfs import HintingState, parse_hinting_state
 from harness.rss import RssSample, RssSampler, read_rss_bytes, time_to_fraction
+from harness.units import MiB
 
-MiB = 1 << 20
 RETURN_FRACTION = 0.8  # of the released memory the host must get back (the bar)
 TOUCH_TIMEOUT_S = 300.0  # touching 1.2 GiB under TCG takes tens of seconds
 

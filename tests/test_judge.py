@@ -16,7 +16,6 @@ import pytest
 from harness.errors import HarnessError
 from harness.judge import (
     JudgeConfig,
-    MiB,
     RssEvidence,
     Status,
     hinted_bytes,
@@ -37,6 +36,7 @@ from harness.procfs import (
     HintingZoneState,
     read_observations,
 )
+from harness.units import MiB
 
 X86 = Params(migratetypes=tuple(MigrateType)[:4])
 TOP = 10

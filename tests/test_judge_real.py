@@ -15,7 +15,8 @@ from harness.pipeline import Pipeline
 from harness.procfs import GuestObservations
 from harness.revisions import HINTING_V2
 from harness.scenarios.guest_checks import observe
-from harness.workloads import MiB, measure_release
+from harness.units import MiB
+from harness.workloads import measure_release
 
 LOAD_MIB = 256
 IDLE_DEADLINE_S = 60.0

@@ -19,8 +19,7 @@ from harness.judge import (
 from harness.model import HintingSystem, MigrateType, Params
 from harness.model.observe import observe
 from harness.procfs import HintingState, HintingZoneState, ZoneActivity
-
-MiB = 1 << 20
+from harness.units import MiB
 
 
 def state(*zones: tuple[str, int], device: bool = True) -> HintingState:

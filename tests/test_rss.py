@@ -21,8 +21,8 @@ from harness.rss import (
     read_samples_csv,
     time_to_fraction,
 )
+from harness.units import MiB as MIB
 
-MIB = 1 << 20
 ALLOCATION = 200 * MIB
 WAIT = 30.0  # generous deadlines: the assertions are about values, never about speed
 

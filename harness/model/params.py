@@ -47,8 +47,6 @@ MIGRATETYPE_NAMES: dict[MigrateType, str] = {
 }
 MIGRATETYPE_BY_NAME: dict[str, MigrateType] = {v: k for k, v in MIGRATETYPE_NAMES.items()}
 
-PAGE_SIZE = 4096
-
 
 @dataclass(frozen=True)
 class Params:

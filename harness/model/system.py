@@ -8,9 +8,10 @@ from harness.model.buddy import BuddyZone, Placed
 from harness.model.errors import ModelInvariantError
 from harness.model.hinting import Hinting
 from harness.model.invariants import check_invariants
-from harness.model.params import PAGE_SIZE, MigrateType, Params
+from harness.model.params import MigrateType, Params
 from harness.model.snapshot import ListSnapshot, ZoneSnapshot
 from harness.model.worker import Host, Phase, Worker
+from harness.units import PAGE_SIZE
 
 MAX_WORKER_STEPS = 100_000  # a worker that does not finish within this is a model bug
 

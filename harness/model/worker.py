@@ -12,7 +12,7 @@ from enum import Enum
 
 from harness.model.buddy import BuddyZone
 from harness.model.hinting import BatchEntry, Hinting
-from harness.model.params import PAGE_SIZE
+from harness.units import PAGE_SIZE
 
 
 class Phase(Enum):

@@ -21,10 +21,10 @@ from harness.known_splats import is_known, load_known_splats
 from harness.revisions import Revision
 from harness.scenarios.guest_checks import format_splats, observe, splats
 from harness.spec import load_spec
+from harness.units import MiB
 from harness.workloads import (
     NR_HUGEPAGES,
     RETURN_FRACTION,
-    MiB,
     measure_release,
     set_hugepages,
     wait_hinting_idle,

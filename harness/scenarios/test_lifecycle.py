@@ -46,9 +46,9 @@ from harness.revisions import Revision
 from harness.rss import read_rss_bytes
 from harness.scenarios.guest_checks import format_splats, observe, splats
 from harness.spec import HintingSpec, load_spec
+from harness.units import MiB
 from harness.vm import GuestVM
 from harness.workloads import (
-    MiB,
     measure_release,
     read_hinting_state,
     set_react_delay,

@@ -17,7 +17,8 @@ from harness.procfs import GuestObservations
 from harness.revisions import Revision
 from harness.scenarios.guest_checks import format_splats, hinted_vs_free, observe, splats
 from harness.spec import load_spec
-from harness.workloads import RETURN_FRACTION, MiB, measure_release
+from harness.units import MiB
+from harness.workloads import RETURN_FRACTION, measure_release
 
 NEGATIVE_CONTROL_LIMIT = 50 * MiB
 # The negative control watches long enough that the feature, were it on, would have given
