@@ -7,6 +7,7 @@ Values are kept as Kconfig writes them: "y", "m", "n" (for `# CONFIG_X is not se
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -116,20 +117,31 @@ def find_dropped(requested: dict[str, str], actual: dict[str, str]) -> list[Drop
     ]
 
 
+KCONFIG_DEFINITION = re.compile(r"^\s*(?:menu)?config\s+(\w+)\s*$")
+
+
 def kconfig_dependencies(tree: Path, name: str, actual: dict[str, str]) -> tuple[str, ...]:
     """The `depends on` lines of `config NAME` (symbols shown with their final values),
     and for a `choice` member, which member the choice took instead."""
-    definition = re.compile(rf"^\s*(menu)?config\s+{re.escape(name)}\s*$")
     found: list[str] = []
+    symbols: set[str] = set()
     for kconfig in sorted(tree.rglob("Kconfig*")):
         if not kconfig.is_file():
             continue
         lines = kconfig.read_text(errors="replace").splitlines()
         for index, line in enumerate(lines):
-            if definition.match(line):
+            defined = KCONFIG_DEFINITION.match(line)
+            if defined is None:
+                continue
+            symbols.add(defined.group(1))
+            if defined.group(1) == name:
                 where = f"{kconfig.relative_to(tree)}:{index + 1}"
                 found.extend(_block_dependencies(lines[index + 1 :], where, actual))
                 found.extend(_choice_note(lines, index, where, actual))
+    if name not in symbols:
+        close = difflib.get_close_matches(name, symbols, n=3, cutoff=0.8)
+        guess = f" (did you mean {', '.join('CONFIG_' + c for c in close)}?)" if close else ""
+        return (f"CONFIG_{name} is defined in no Kconfig file of this tree: misspelled?{guess}",)
     return tuple(found) or (f"no `depends on` found for {name} in the Kconfig files",)
 
 
@@ -227,7 +239,8 @@ def _dropped_error(
     return KconfigError(
         f"Kconfig dropped {len(dropped)} requested option(s) from {names}:\n  "
         + "\n  ".join(d.describe() for d in explained),
-        "enable the unmet dependencies in a fragment too, or remove the option",
+        "fix a misspelled name; otherwise enable the unmet dependencies in a fragment too, "
+        "or remove the option",
     )
 
 

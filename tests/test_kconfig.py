@@ -95,6 +95,11 @@ def test_dependencies_and_choice_are_explained(tmp_path: Path) -> None:
     assert "[BALLOON=y, SLUB=n]" in hinting[0]
     slub = kconfig_dependencies(tmp_path, "SLUB", actual)
     assert slub == ("mm/Kconfig:3: member of a choice (SLUB, SLOB); chosen: SLOB",)
+    misspelled = kconfig_dependencies(tmp_path, "HINTNIG", actual)
+    assert misspelled == (
+        "CONFIG_HINTNIG is defined in no Kconfig file of this tree: misspelled? "
+        "(did you mean CONFIG_HINTING?)",
+    )
 
 
 FAKE_MAKEFILE = """\
@@ -181,6 +186,17 @@ def test_real_unmet_dependency_is_named(real_worktree: Path, tmp_path: Path) -> 
     assert "lib/Kconfig.kasan" in message
     assert "SLUB=n" in message
     assert (config.read_bytes() if config.exists() else None) == before
+
+
+@pytest.mark.real
+def test_real_misspelled_option_is_named(real_worktree: Path, tmp_path: Path) -> None:
+    typo = write(tmp_path / "typo.config", "CONFIG_PAGE_REPORTNG=y\n")
+    with pytest.raises(KconfigError) as caught:
+        configure(real_worktree, [typo], make_args=MAKE_VARIABLES)
+    message = str(caught.value)
+    assert "CONFIG_PAGE_REPORTNG is defined in no Kconfig file" in message
+    assert "did you mean CONFIG_PAGE_REPORTING?" in message
+    assert "misspelled" in caught.value.hint
 
 
 @pytest.mark.real
