@@ -28,6 +28,7 @@ from typing import Literal
 from harness.errors import SourceError
 from harness.paths import cache_dir
 from harness.progress import step
+from harness.tools import explaining_lines, hint_for, run_logged, tool_failure
 
 log = logging.getLogger("harness.source")
 
@@ -67,10 +68,11 @@ def run_git(
     cmd += args
     result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if check and result.returncode != 0:
+        output = result.stderr.strip() or result.stdout.strip()
+        lines = "\n  ".join(explaining_lines(output))
         raise SourceError(
-            f"git {' '.join(args)} failed in {cwd} (exit {result.returncode}): "
-            f"{result.stderr.strip() or result.stdout.strip()}",
-            "check that the directory is a healthy git repository and the disk is not full",
+            f"git {' '.join(args)} failed in {cwd} (exit {result.returncode}):\n  {lines}",
+            hint_for(output, cwd, "check that the directory is a healthy git repository"),
         )
     return result
 
@@ -211,17 +213,21 @@ def _unpack_and_commit(deb: Path, version: str, version_dir: Path) -> None:
 
 def _extract_tarball(deb: Path, scratch: Path) -> None:
     tarball = f"./usr/src/{TREE_DIRNAME}.tar.xz"
-    unpack = subprocess.run(
-        f"dpkg-deb --fsys-tarfile '{deb}' | tar -x -C '{scratch}' '{tarball}'"
+    log = cache_dir("logs") / f"unpack-{deb.stem}.log"
+    unpack = run_logged(
+        f"set -o pipefail; dpkg-deb --fsys-tarfile '{deb}' | tar -x -C '{scratch}' '{tarball}'"
         f" && tar -xJf '{scratch / tarball}' -C '{scratch}' && rm -rf '{scratch / 'usr'}'",
+        log,
         shell=True,
-        capture_output=True,
-        text=True,
     )
     if unpack.returncode != 0 or not (scratch / TREE_DIRNAME).is_dir():
-        raise SourceError(
-            f"could not unpack {deb}: {unpack.stderr.strip()}",
-            f"delete {deb} so that it is downloaded again; check free disk space",
+        raise tool_failure(
+            SourceError,
+            f"unpacking {deb}",
+            unpack,
+            log,
+            scratch.parent,
+            f"the package looks damaged: delete {deb} so that it is downloaded again",
         )
 
 
