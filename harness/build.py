@@ -133,20 +133,105 @@ def fragments_digest(fragments: tuple[Path, ...]) -> str:
 
 
 def prepare_worktree(source: KernelSource, series: Series, name: str) -> Path:
-    """Worktree `name` with `series` applied: reused when its marker matches, else made fresh."""
+    """Worktree `name` with `series` applied: reused when its marker matches; else taken
+    over from a built worktree of the same source and config (an incremental rebuild: make
+    redoes only what the series changes), else made fresh."""
     marker = _series_marker(source, series)
     path = worktree_path(name)
     if _marker_matches(path, marker):
         return make_worktree(source, name, reuse=True)
+    donor = None if path.exists() else take_over_donor(source, name)
+    if donor is not None:
+        return _apply_incrementally(source, series, path, donor, marker)
     tree = make_worktree(source, name)  # reset hard + clean: the old marker goes too
     if series.patches:
         with step(
             f"applying {len(series.patches)} patches of {series.name} to {tree}", phase="git"
         ):
             apply_series(tree, series)
+    _write_marker(tree, marker)
+    return tree
+
+
+def _write_marker(tree: Path, marker: dict[str, str]) -> None:
     head = run_git(["rev-parse", "HEAD"], tree).stdout.strip()
     (tree / SERIES_MARKER).write_text(json.dumps({**marker, "head": head}, indent=1) + "\n")
+
+
+def take_over_donor(source: KernelSource, name: str) -> str | None:
+    """Move a built worktree of the same source and fragments (another series) to `name`
+    and return its HEAD; None if there is none free. The donor's own build stays cached."""
+    parts = name.split("-")
+    if len(parts) != 3:  # a name of the caller's choosing: no family to take over from
+        return None
+    commit, _, fragments = parts
+    for candidate in sorted(cache_dir("work").glob(f"{commit}-*-{fragments}")):
+        if candidate.name == name or not (candidate / ".config").is_file():
+            continue
+        with (cache_dir("locks") / f"{candidate.name}.lock").open("w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # being built right now
+            head = run_git(["rev-parse", "HEAD"], candidate, check=False)
+            if head.returncode != 0:
+                continue
+            log.info("taking over built worktree %s for %s (incremental build)", candidate, name)
+            target = worktree_path(name)
+            run_git(["worktree", "move", str(candidate), str(target)],
+                    candidate.parent, git_dir=source.git_dir)  # fmt: skip
+            _repoint_build_paths(target, candidate)
+            return head.stdout.strip()
+    return None
+
+
+def _repoint_build_paths(tree: Path, old: Path) -> None:
+    """objtool is built with absolute paths (tools/objtool/.*.cmd, .*.d): after a move its
+    recorded commands name the old directory, make would rebuild objtool, and every object
+    depends on objtool. Rewriting the recorded paths keeps the rebuild incremental."""
+    old_bytes, new_bytes = str(old).encode(), str(tree).encode()
+    for pattern in (".*.cmd", ".*.d"):
+        for recorded in (tree / "tools").rglob(pattern):
+            content = recorded.read_bytes()
+            if old_bytes in content:
+                stamp = recorded.stat()
+                recorded.write_bytes(content.replace(old_bytes, new_bytes))
+                os.utime(recorded, (stamp.st_atime, stamp.st_mtime))
+
+
+def _apply_incrementally(
+    source: KernelSource, series: Series, tree: Path, donor_head: str, marker: dict[str, str]
+) -> Path:
+    """Reset the taken-over tree to the source (build outputs stay), apply `series`, and
+    give back their old mtimes to files whose content is the same as in the donor's build,
+    so that make recompiles only what really changed (a header the series touches the same
+    way would otherwise rebuild most of the kernel)."""
+    touched = _changed_files(tree, source.commit, donor_head)
+    times = {f: (st.st_atime, st.st_mtime) for f in touched if (st := _stat(tree / f))}
+    with step(f"applying {len(series.patches)} patches of {series.name} to {tree}", phase="git"):
+        run_git(["reset", "-q", "--hard", source.commit], tree)
+        (tree / SERIES_MARKER).unlink(missing_ok=True)
+        if series.patches:
+            apply_series(tree, series)
+    really_changed = _changed_files(tree, donor_head, "HEAD")
+    for name, stamp in times.items():
+        if name not in really_changed and (tree / name).exists():
+            os.utime(tree / name, stamp)
+    _write_marker(tree, marker)
+    log.info("incremental: %d files differ from the donor's build", len(really_changed))
     return tree
+
+
+def _changed_files(tree: Path, old: str, new: str) -> set[str]:
+    diff = run_git(["diff", "--name-only", old, new], tree).stdout
+    return {line for line in diff.splitlines() if line}
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except OSError:
+        return None
 
 
 def _series_marker(source: KernelSource, series: Series) -> dict[str, str]:

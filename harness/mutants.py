@@ -160,25 +160,9 @@ def run_one(mutant: Mutant | None, results: Path) -> MutantResult:
     command = suite_command(args, evidence, stop_at_first_failure=mutant is not None)
     with (evidence / "pytest.log").open("w") as log:
         proc = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
-    if mutant is not None:
-        _drop_worktrees(Path(series_dir))
     seconds = time.monotonic() - started
     status, check = classify(evidence / "pytest-junit.xml", proc.returncode, mutant is None)
     return MutantResult(mutant, status, check, seconds, evidence)
-
-
-def _drop_worktrees(series_dir: Path) -> None:
-    """A mutant's worktrees are used once: remove them (release and debug fragments) so
-    that a campaign does not leave ~1.5 GiB per mutant behind. Its builds stay cached."""
-    from harness.build import worktree_name
-    from harness.revisions import resolve
-    from harness.source import obtain_source, remove_worktree
-
-    source = obtain_source(None)
-    series = load_series(series_dir)
-    revision = resolve(str(series_dir))
-    for rev in (revision, revision.with_debug()):
-        remove_worktree(source, worktree_name(source, series, rev.fragments))
 
 
 def classify(junit: Path, returncode: int, clean: bool) -> tuple[str, str]:

@@ -20,8 +20,9 @@ from harness.build import (
 )
 from harness.errors import BuildError
 from harness.kconfig import read_config
+from harness.paths import cache_dir
 from harness.series import load_series
-from harness.source import obtain_source
+from harness.source import obtain_source, remove_worktree
 
 FIXTURES = Path(__file__).parent / "fixtures" / "series"
 
@@ -252,3 +253,25 @@ def test_real_build_failure_names_error_and_log() -> None:
     assert log_path == caught.value.log
     assert log_path.is_file()
     assert "harness-induced build failure" in log_path.read_text()
+
+
+@pytest.mark.real
+def test_real_incremental_build_takes_over_a_built_tree(caplog: pytest.LogCaptureFixture) -> None:
+    """A new series on a source and config that were built before: the built worktree is
+    taken over, and make redoes the one changed object and the link, not the kernel."""
+    source = obtain_source()
+    build_kernel(BuildRequest(source, load_series(None)))  # stock: a built tree to take over
+    series = load_series(FIXTURES / "one-line")
+    name = build_mod.worktree_name(source, series, build_mod.DEFAULT_FRAGMENTS)
+    remove_worktree(source, name)  # as if this revision were new
+    for key_dir in cache_dir("builds").iterdir():
+        meta = key_dir / "meta.json"
+        if meta.is_file() and series.digest in meta.read_text():
+            subprocess.run(["rm", "-rf", str(key_dir)], check=True)  # force make to run
+    with caplog.at_level(logging.INFO, logger="harness"):
+        result = build_kernel(BuildRequest(source, series))
+    assert result.status is BuildStatus.SUCCESS
+    assert "taking over built worktree" in caplog.text
+    compiled = [line for line in result.log.read_text().splitlines() if line.startswith("  CC ")]
+    assert 0 < len(compiled) < 20, compiled[:30]
+    assert any("mm/page_reporting.o" in line for line in compiled)
