@@ -11,6 +11,7 @@ from harness.plugin import (  # noqa: F401  (pytest finds hooks and fixtures by 
     pytest_collection_modifyitems,
     pytest_configure,
     pytest_generate_tests,
+    pytest_runtest_makereport,
     pytest_sessionfinish,
     pytest_sessionstart,
     pytest_terminal_summary,

@@ -19,6 +19,7 @@ import pytest
 
 from harness import report
 from harness.build import BuildResult
+from harness.errors import QemuDied
 from harness.paths import default_results_dir
 from harness.pipeline import Pipeline
 from harness.progress import format_breakdown, time_spent
@@ -321,6 +322,17 @@ def record_fault_rate(pytestconfig: pytest.Config):
         pytestconfig.stash[FAULT_RATES][revision] = faults_per_second
 
     return record
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """QEMU dying under a scenario (killed from outside) is an infrastructure fault, not a
+    defect of the series: it is reported as an error, the way pytest reports a failing
+    fixture, in the terminal and in the JUnit file."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if call.when == "call" and call.excinfo is not None and call.excinfo.errisinstance(QemuDied):
+        report.when = "setup"
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

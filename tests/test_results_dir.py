@@ -50,9 +50,12 @@ def run_scenario_plugin(tmp_path: Path, results: Path) -> subprocess.CompletedPr
     """A tiny suite under the scenario suite's plugin (as `pytest harness/` loads it)."""
     test_file = tmp_path / "test_tiny_scenario.py"
     test_file.write_text(
+        "from harness.errors import QemuDied\n"
         "def test_fails(evidence, record_property):\n"
         "    record_property('verdict', 'verdict: FAIL (1 of 1)')\n"
         "    assert False, 'E' * 6000\n"
+        "def test_qemu_killed():\n"
+        "    raise QemuDied('QEMU (pid 1) of VM x killed by signal SIGKILL (9)', 'hint')\n"
     )
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "harness.plugin", "-p", "no:cacheprovider",
@@ -68,13 +71,18 @@ def test_scenario_junit_is_pytests_own_with_properties(tmp_path: Path) -> None:
     results = tmp_path / "results"
     run = run_scenario_plugin(tmp_path, results)
     assert run.returncode == 1, run.stdout + run.stderr
-    case = ET.parse(results / "junit.xml").getroot().find(".//testcase")
+    case = ET.parse(results / "junit.xml").getroot().find(".//testcase[@name='test_fails']")
     assert case is not None
     properties = {p.get("name"): p.get("value") for p in case.iter("property")}
     assert properties["evidence"] == str(results / "test_fails")
     assert properties["verdict"] == "verdict: FAIL (1 of 1)"
     failure = case.find("failure")
     assert failure is not None and "E" * 6000 in (failure.text or "")
+    root = ET.parse(results / "junit.xml").getroot()
+    killed = root.find(".//testcase[@name='test_qemu_killed']")
+    assert killed is not None and killed.find("failure") is None
+    error = killed.find("error")
+    assert error is not None and "killed by signal SIGKILL" in (error.text or "")
     run_scenario_plugin(tmp_path, results)
     assert (tmp_path / "results.previous" / "junit.xml").is_file()
 
