@@ -10,12 +10,12 @@ import time
 from dataclasses import dataclass
 
 from harness.errors import QmpUnsupported, VMError
+from harness.poll import poll_until
 from harness.units import MiB
 from harness.vm import BALLOON_DRIVER, BALLOON_ID, GuestVM, balloon_properties, hotpluggable_balloon
 
 UNPLUG_TIMEOUT_S = 60.0
 BALLOON_TIMEOUT_S = 120.0  # inflating 512 MiB page by page under TCG takes seconds
-POLL_S = 0.5
 
 
 def _require_hotpluggable_balloon(vm: GuestVM, command: str) -> None:
@@ -66,11 +66,10 @@ def set_balloon_target(
     (or `timeout`: the result then says where it got to)."""
     started = time.monotonic()
     vm.qmp_execute("balloon", {"value": target_mib * MiB})
-    while True:
-        actual = balloon_actual_mib(vm)
-        if actual == target_mib or time.monotonic() - started > timeout:
-            return BalloonMove(target_mib, actual, time.monotonic() - started)
-        time.sleep(POLL_S)
+    actual, _ = poll_until(
+        lambda: balloon_actual_mib(vm), lambda mib: mib == target_mib, timeout=timeout
+    )
+    return BalloonMove(target_mib, actual, time.monotonic() - started)
 
 
 def add_dimm(vm: GuestVM, mib: int, index: int = 0) -> str:

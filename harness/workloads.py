@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from harness.errors import SSHError
+from harness.poll import poll_until
 from harness.procfs import HintingState, parse_hinting_state
 from harness.rss import RssSample, RssSampler, read_rss_bytes, time_to_fraction
 from harness.units import MiB
@@ -122,26 +123,32 @@ class WorkerNeverIdle(AssertionError):
     is reported as a failed check, not as an error of the harness."""
 
 
+def hinting_is_idle(state: HintingState) -> bool:
+    """No zone requested or active and the worker's refcount 0."""
+    return state.refcnt == 0 and not any(z.requested or z.active for z in state.zones)
+
+
 def wait_hinting_idle(vm, *, settle_s: float, timeout_s: float = 30.0) -> HintingState:
     """Poll the series' debugfs file until no zone is requested or active and the worker's
     refcount is 0, at least `settle_s` after the call (past the worker's start delay, so
     that a request the last step made has been seen)."""
-    started = time.monotonic()
     time.sleep(settle_s)
-    while True:
-        state = read_hinting_state(vm)
-        if state.refcnt == 0 and not any(z.requested or z.active for z in state.zones):
-            return state
-        if time.monotonic() - started > timeout_s:
-            busy = [
-                f"{z.zone} requested {int(z.requested)} active {int(z.active)}" for z in state.zones
-            ]
-            raise WorkerNeverIdle(
-                f"[FAIL] worker_goes_idle: hinting still busy {timeout_s:.0f} s after the "
-                f"last step (refcnt {state.refcnt}; {'; '.join(busy)}): the worker never "
-                "stops (a hinting storm) or a request is never cleared"
-            )
-        time.sleep(IDLE_POLL_S)
+    state, idle = poll_until(
+        lambda: read_hinting_state(vm),
+        hinting_is_idle,
+        timeout=max(0.0, timeout_s - settle_s),
+        interval=IDLE_POLL_S,
+    )
+    if not idle:
+        busy = [
+            f"{z.zone} requested {int(z.requested)} active {int(z.active)}" for z in state.zones
+        ]
+        raise WorkerNeverIdle(
+            f"[FAIL] worker_goes_idle: hinting still busy {timeout_s:.0f} s after the "
+            f"last step (refcnt {state.refcnt}; {'; '.join(busy)}): the worker never "
+            "stops (a hinting storm) or a request is never cleared"
+        )
+    return state
 
 
 def set_hugepages(vm, count: int) -> int:

@@ -25,6 +25,7 @@ from harness.lifecycle import (
 )
 from harness.paths import REPO_ROOT
 from harness.pipeline import stock_kernel
+from harness.poll import poll_until
 from harness.procfs import parse_meminfo
 from harness.ssh import RunKey, generate_run_key
 from harness.vm import (
@@ -125,10 +126,8 @@ def test_real_balloon_unplug_and_plug(hotplug_vm: GuestVM) -> None:
     assert not guest_has_balloon(hotplug_vm)
     assert hotplug_vm.ssh.check("echo alive").stdout.strip() == "alive"
     plug_balloon(hotplug_vm)
-    deadline = time.monotonic() + 30
-    while not guest_has_balloon(hotplug_vm):
-        assert time.monotonic() < deadline, "the guest did not bind the re-plugged balloon"
-        time.sleep(0.5)
+    _, bound = poll_until(lambda: guest_has_balloon(hotplug_vm), bool, timeout=30)
+    assert bound, "the guest did not bind the re-plugged balloon within 30 s"
     assert balloon_actual_mib(hotplug_vm) == MEM_MIB
 
 
@@ -150,13 +149,12 @@ def test_real_balloon_target(hotplug_vm: GuestVM) -> None:
 def test_real_memory_hotplug(hotplug_vm: GuestVM) -> None:
     before = parse_meminfo(hotplug_vm.ssh.check("cat /proc/meminfo").stdout)["MemTotal"]
     add_dimm(hotplug_vm, 256)
-    deadline = time.monotonic() + 30
-    while True:
-        now = parse_meminfo(hotplug_vm.ssh.check("cat /proc/meminfo").stdout)["MemTotal"]
-        if now - before == 256 * 1024:
-            break
-        assert time.monotonic() < deadline, f"MemTotal {before} -> {now} KiB: DIMM not online"
-        time.sleep(0.5)
+    now, online = poll_until(
+        lambda: parse_meminfo(hotplug_vm.ssh.check("cat /proc/meminfo").stdout)["MemTotal"],
+        lambda total: total - before == 256 * 1024,
+        timeout=30,
+    )
+    assert online, f"MemTotal {before} -> {now} KiB: the DIMM is not online after 30 s"
     online = hotplug_vm.ssh.check("cat /sys/devices/system/memory/memory*/state").stdout
     assert online.split().count("online") >= (MEM_MIB + 256) // 128
 

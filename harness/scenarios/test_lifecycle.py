@@ -41,6 +41,7 @@ from harness.judge import (
     judge_restart,
 )
 from harness.lifecycle import add_dimm, plug_balloon, set_balloon_target, unplug_balloon
+from harness.poll import poll_until
 from harness.procfs import GuestObservations, HintingState, parse_meminfo
 from harness.revisions import Revision
 from harness.rss import read_rss_bytes
@@ -74,6 +75,7 @@ RETURN_FRACTION = {"hinting": 0.8, "stock": 0.5}
 ACCOUNTING_TOLERANCE_KIB = 8 * 1024
 HIGH_ORDER_TOLERANCE_KIB = 32 * 1024
 OOM_REPORT = "Out of memory: Killed process"
+ONLINE_S = 60.0  # hot-added memory blocks are onlined by the kernel within a second or two
 UNPLUG_REACT_DELAY_MS = 200  # ~3 batches of 384 MiB: the worker is busy for ~0.7 s
 
 
@@ -112,6 +114,11 @@ class LifecycleGuest:
 
     def mem_total_kib(self) -> int:
         return parse_meminfo(self.vm.ssh.check("cat /proc/meminfo").stdout)["MemTotal"]
+
+    def wait_mem_total(self, kib: int, what: str) -> None:
+        """Until MemTotal reaches `kib` (hot-added memory came online)."""
+        total, online = poll_until(self.mem_total_kib, lambda t: t >= kib, timeout=ONLINE_S)
+        assert online, f"{what} did not come online within {ONLINE_S:.0f} s: MemTotal {total} KiB"
 
 
 def _return_bar(guest: LifecycleGuest) -> float:
@@ -224,10 +231,7 @@ def test_memory_hotplug_is_hinted(lifecycle_guest: LifecycleGuest) -> None:
     start = guest.settle()
     total_before = guest.mem_total_kib()
     add_dimm(vm, DIMM_MIB)
-    deadline = time.monotonic() + 60
-    while guest.mem_total_kib() < total_before + DIMM_MIB * 1024:
-        assert time.monotonic() < deadline, "the DIMM did not come online within 60 s"
-        time.sleep(0.5)
+    guest.wait_mem_total(total_before + DIMM_MIB * 1024, "the DIMM")
     obs, verdict = guest.idle_verdict("hotplug-online")
     grown = obs.meminfo["MemTotal"] - total_before
     if guest.revision.hinting:
@@ -237,9 +241,7 @@ def test_memory_hotplug_is_hinted(lifecycle_guest: LifecycleGuest) -> None:
     # the tails of its lists: onlining frees with FPI_TO_TAIL (the port deviation in
     # hinting-v2/NOTES.md), so the new blocks land behind them until the worker runs.
     add_dimm(vm, SECOND_DIMM_MIB, index=1)
-    while guest.mem_total_kib() < total_before + (DIMM_MIB + SECOND_DIMM_MIB) * 1024:
-        assert time.monotonic() < deadline + 60, "the second DIMM did not come online"
-        time.sleep(0.5)
+    guest.wait_mem_total(total_before + (DIMM_MIB + SECOND_DIMM_MIB) * 1024, "the second DIMM")
     if guest.revision.hinting:
         # Evidence, not a check: the worker repairs it within one delay (see NOTES.md).
         onlined = read_hinting_state(vm)
