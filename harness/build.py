@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TextIO
 
 from harness.errors import BuildError
+from harness.fsutil import atomic_directory
 from harness.kconfig import configure, merge_fragments
 from harness.paths import KCONFIG_DIR, cache_dir
 from harness.progress import step
@@ -386,19 +387,12 @@ def _store_artifacts(
 ) -> Path:
     """Copy bzImage, .config, build.log, meta.json into builds/<key> (temp dir + rename)."""
     target = cache_dir("builds") / key
-    scratch = target.with_name(f".{key}.{os.getpid()}")
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir()
-    try:
+    # replace: an existing one is a concurrent build's complete copy, or a broken one
+    with atomic_directory(target) as scratch:
         shutil.copy2(tree / "arch/x86/boot/bzImage", scratch / "bzImage")
         shutil.copy2(tree / ".config", scratch / ".config")
         shutil.copy2(logfile, scratch / "build.log")
         (scratch / "meta.json").write_text(json.dumps(_meta(req, tree, key, duration), indent=1))
-        if target.exists():  # a complete copy from a concurrent build, or a broken one
-            shutil.rmtree(target)
-        scratch.rename(target)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     return target
 
 

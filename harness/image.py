@@ -15,17 +15,16 @@ import gzip
 import hashlib
 import io
 import json
-import os
 import shutil
 import stat
 import subprocess
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from harness.errors import ImageError
+from harness.fsutil import atomic_directory
 from harness.paths import IMAGES_DIR, cache_dir
 from harness.progress import step
 
@@ -274,27 +273,10 @@ def build_image(force: bool = False) -> GuestImage:
     final = images / key
     if (final / INITRAMFS_NAME).is_file() and not force:
         return GuestImage(initramfs=final / INITRAMFS_NAME, key=key)
-    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=images))
-    try:
-        with step(f"building guest image {key}", phase="image"):
-            _assemble(staging, inputs)
-        _publish(staging, final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    # replace: a forced rebuild replaces the cached one; a concurrent builder's is equal
+    with atomic_directory(final) as staging, step(f"building guest image {key}", phase="image"):
+        _assemble(staging, inputs)
     return GuestImage(initramfs=final / INITRAMFS_NAME, key=key)
-
-
-def _publish(staging: Path, final: Path) -> None:
-    """Move the finished staging dir into place atomically (a concurrent builder may win)."""
-    if final.exists():
-        retired = final.with_name(f".old-{final.name}-{os.getpid()}")
-        final.rename(retired)
-        shutil.rmtree(retired, ignore_errors=True)
-    try:
-        staging.rename(final)
-    except OSError:
-        if not (final / INITRAMFS_NAME).is_file():
-            raise
 
 
 # --------------------------------------------------------------------------- per run

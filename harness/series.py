@@ -15,9 +15,7 @@ import email.header
 import email.parser
 import email.policy
 import hashlib
-import os
 import re
-import shutil
 import subprocess
 from collections import defaultdict
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from harness.errors import PatchApplyError, SeriesError
+from harness.fsutil import atomic_directory
 from harness.paths import cache_dir
 from harness.source import run_git
 
@@ -190,27 +189,21 @@ def _split_mbox(mbox: Path, content: bytes) -> tuple[Path, ...]:
     key = hashlib.sha256(SPLIT_VERSION + content).hexdigest()[:20]
     target = cache_dir("series") / key
     if not target.is_dir():
-        scratch = target.with_name(f".{target.name}.{os.getpid()}")
-        shutil.rmtree(scratch, ignore_errors=True)
-        scratch.mkdir()
-        # --keep-cr: leave CRLF damage in place for _check_mail_damage to name.
-        result = subprocess.run(
-            ["git", "mailsplit", "-b", "--keep-cr", f"-o{scratch}", str(mbox)],
-            capture_output=True,
-            text=True,
-        )
-        if result.returncode != 0:
-            shutil.rmtree(scratch, ignore_errors=True)
-            raise SeriesError(
-                f"cannot split mbox {mbox}: {result.stderr.strip()}",
-                "check that it is an mbox as `b4 am` or `git format-patch --stdout` writes it",
+        # content-keyed: if another process split it first, its copy is as good
+        with atomic_directory(target, replace=False) as scratch:
+            # --keep-cr: leave CRLF damage in place for _check_mail_damage to name.
+            result = subprocess.run(
+                ["git", "mailsplit", "-b", "--keep-cr", f"-o{scratch}", str(mbox)],
+                capture_output=True,
+                text=True,
             )
-        for part in scratch.iterdir():
-            part.rename(part.with_name(f"{part.name}.patch"))
-        try:
-            scratch.rename(target)
-        except OSError:  # another process split it first
-            shutil.rmtree(scratch, ignore_errors=True)
+            if result.returncode != 0:
+                raise SeriesError(
+                    f"cannot split mbox {mbox}: {result.stderr.strip()}",
+                    "check that it is an mbox as `b4 am` or `git format-patch --stdout` writes it",
+                )
+            for part in scratch.iterdir():
+                part.rename(part.with_name(f"{part.name}.patch"))
     return tuple(sorted(target.glob("*.patch")))
 
 

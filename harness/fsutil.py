@@ -1,0 +1,37 @@
+"""Write a directory atomically: the one helper for "fill a scratch dir, then rename"."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_directory(target: Path, *, replace: bool = True) -> Iterator[Path]:
+    """Yield a scratch directory beside `target`; when the block ends without an exception
+    it becomes `target` in one rename, so a reader never sees a half-written one.
+
+    An existing `target` is replaced (`replace`), or kept when another writer got there
+    first (`replace=False`, for content-keyed caches). On an exception the scratch goes
+    and `target` is untouched."""
+    scratch = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    try:
+        yield scratch
+        if target.exists():
+            if not replace:
+                return
+            retired = target.with_name(f".{target.name}.{os.getpid()}.old")
+            target.rename(retired)
+            shutil.rmtree(retired, ignore_errors=True)
+        try:
+            scratch.rename(target)
+        except OSError:
+            if not target.exists():  # not a concurrent writer's win: a real failure
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
