@@ -1,6 +1,6 @@
 """pytest plugin behind `pytest harness/`: options, session fixtures, evidence, reports.
 
-Loaded from harness/conftest.py. The scenario suite in harness/scenarios/ asks for
+Loaded by harness/conftest.py as a plugin (`pytest_plugins`). The scenario suite in harness/scenarios/ asks for
 `pipeline`, `revision` (parametrised from --revisions) and `evidence` (a per-test results
 directory) and gets cached builds and fresh VMs.
 """
@@ -186,7 +186,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     """Where the run's time went (fetch, unpack, git, configure, make, image, probe, boot,
     and the scenarios themselves), on the terminal and in results/timing.json."""
     started = config.stash.get(SESSION_STARTED, None)
-    if started is None:
+    if started is None or config.option.collectonly:
         return
     total = time.monotonic() - started
     terminalreporter.write_sep("-", "time breakdown")
