@@ -1,8 +1,8 @@
 """pytest plugin behind `pytest harness/`: options, session fixtures, evidence, reports.
 
-Loaded by harness/conftest.py as a plugin (`pytest_plugins`). The scenario suite in harness/scenarios/ asks for
-`pipeline`, `revision` (parametrised from --revisions) and `evidence` (a per-test results
-directory) and gets cached builds and fresh VMs.
+Loaded by harness/conftest.py as a plugin (`pytest_plugins`). The scenario suite in
+harness/scenarios/ asks for `pipeline`, `revision` (parametrised from --revisions) and
+`evidence` (a per-test results directory) and gets cached builds and fresh VMs.
 """
 
 from __future__ import annotations
