@@ -57,6 +57,25 @@ class ReleaseMeasurement:
         )
 
 
+RISE_SETTLE_S = 2.0
+RISE_SETTLED_BYTES = 4 * MiB
+
+
+def _risen_or_settled(baseline: int, target_rise: int) -> Callable[[RssSample], bool]:
+    """A wait_until predicate (it sees the samples in order): the RSS rose by `target_rise`,
+    or grew less than RISE_SETTLED_BYTES over the last RISE_SETTLE_S seconds."""
+    seen: list[RssSample] = []
+
+    def check(sample: RssSample) -> bool:
+        seen.append(sample)
+        if sample.rss_bytes - baseline >= target_rise:
+            return True
+        older = [s for s in seen if s.t <= sample.t - RISE_SETTLE_S]
+        return bool(older) and sample.rss_bytes - older[-1].rss_bytes < RISE_SETTLED_BYTES
+
+    return check
+
+
 def measure_release(
     vm,
     mib: int,
@@ -66,10 +85,12 @@ def measure_release(
     rise_timeout_s: float = 60.0,
     at_peak: Callable[[], object] | None = None,
     until_fraction: float = 0.9,
+    until_returned: int | None = None,
 ) -> ReleaseMeasurement:
     """Run `memhog MIB` in the guest, release it, and watch the QEMU RSS.
 
-    With `expect_return`, polls until `until_fraction` of what memhog added has come back or
+    With `expect_return`, polls until `until_fraction` of what memhog added (or
+    `until_returned` bytes, when given) has come back or
     `deadline_s` passes; otherwise watches for `deadline_s` for any fall (the negative
     control). Never sleeps a fixed time where a poll can decide. `at_peak` runs while the
     memory is still held (e.g. to read the guest's hinted counts before the release).
@@ -82,9 +103,10 @@ def measure_release(
         touch_seconds = time.monotonic() - started
         if not line.startswith("touched"):
             raise SSHError(f"memhog {mib}: expected 'touched', got {line!r}", vm.console_tail())
-        # QEMU's RSS follows the guest's touches; wait until it has caught up.
-        target_rise = int(0.9 * mib * MiB)
-        sampler.wait_until(lambda s: s.rss_bytes - baseline >= target_rise, rise_timeout_s)
+        # QEMU's RSS follows the guest's touches; wait until it has caught up: risen by 90 %
+        # of what memhog touched, or stopped growing (memory the host had not discarded
+        # before does not add to the RSS when touched again).
+        sampler.wait_until(_risen_or_settled(baseline, int(0.9 * mib * MiB)), rise_timeout_s)
         if at_peak is not None:
             at_peak()
         peak = read_rss_bytes(vm.pid)
@@ -96,7 +118,8 @@ def measure_release(
         hog.wait(timeout=30.0)
         if expect_return:
             grown = max(peak - baseline, 1)
-            sampler.wait_until(lambda s: peak - s.rss_bytes >= until_fraction * grown, deadline_s)
+            enough = until_returned if until_returned is not None else until_fraction * grown
+            sampler.wait_until(lambda s: peak - s.rss_bytes >= enough, deadline_s)
         else:
             sampler.wait_until(lambda s: peak - s.rss_bytes > 50 * MiB, deadline_s)
         final = read_rss_bytes(vm.pid)

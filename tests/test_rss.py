@@ -233,3 +233,20 @@ def test_time_to_fraction_none_without_growth() -> None:
 def test_time_to_fraction_rejects_bad_fraction() -> None:
     with pytest.raises(ValueError, match="fraction"):
         time_to_fraction([], 0.0, 0, 1, fraction=0)
+
+
+def test_release_waits_for_the_rise_or_a_settled_rss() -> None:
+    """The release workload's wait for QEMU's RSS to catch up ends when it rose enough, or
+    when it stopped growing (touching memory the host still backs adds nothing)."""
+    from harness.rss import RssSample
+    from harness.workloads import _risen_or_settled
+
+    risen = _risen_or_settled(baseline=100 * MIB, target_rise=300 * MIB)
+    assert not risen(RssSample(0.0, 150 * MIB))
+    assert risen(RssSample(0.2, 420 * MIB))
+    settled = _risen_or_settled(baseline=100 * MIB, target_rise=300 * MIB)
+    flat = [settled(RssSample(t / 5, 250 * MIB)) for t in range(12)]  # 2.2 s, no growth
+    assert flat[:10] == [False] * 10 and flat[-1]
+    growing = _risen_or_settled(baseline=100 * MIB, target_rise=300 * MIB)
+    rising = [growing(RssSample(t / 5, (150 + 10 * t) * MIB)) for t in range(15)]
+    assert not any(rising)  # 50 MiB/s: still catching up
