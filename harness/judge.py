@@ -678,6 +678,21 @@ def judge_balloon_move(
     )
 
 
+def judge_rss_under_balloon(rss_bytes: int, target_mib: int, qemu_own_mib: int) -> Check:
+    """With the balloon inflated the host backs at most the guest's remaining memory (the
+    balloon's pages are discarded by QEMU) plus QEMU's own: the RSS follows the balloon."""
+    limit = (target_mib + qemu_own_mib) * MiB
+    problems = (
+        []
+        if rss_bytes <= limit
+        else [
+            f"QEMU RSS {_mib(rss_bytes)} > {_mib(limit)} with the guest ballooned to "
+            f"{target_mib} MiB"
+        ]
+    )
+    return _result("rss_follows_balloon", problems, f"RSS {_mib(rss_bytes)} <= {_mib(limit)}")
+
+
 BALLOON_MEMTOTAL_SLACK_KIB = 1024  # the balloon works in 4 KiB pages; 1 MiB is plenty
 
 

@@ -15,6 +15,7 @@ from harness.judge import (
     judge_kernel,
     judge_oom,
     judge_restart,
+    judge_rss_under_balloon,
 )
 from harness.model import HintingSystem, MigrateType, Params
 from harness.model.observe import observe
@@ -111,3 +112,9 @@ def test_counts_are_judged_without_a_device() -> None:
     assert verdict.passed, verdict
     assert {"hinted_tail_block", "zoneinfo_hinted_matches_debugfs", "free_counts_agree"} <= names
     assert "idle_trigger_rule" not in names and "parameters_match_spec" not in names
+
+
+def test_rss_follows_balloon() -> None:
+    assert judge_rss_under_balloon(600 * MiB, 512, 192).passed
+    check = judge_rss_under_balloon(900 * MiB, 512, 192)
+    assert check.status is Status.FAIL and "900.0 MiB" in check.detail
