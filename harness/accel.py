@@ -1,14 +1,18 @@
-"""Choose the QEMU accelerator: KVM only if a real guest boot under KVM proves it works.
+"""Choose the QEMU accelerator: KVM only if a vCPU under KVM proves that it runs guest code.
 
-/dev/kvm existing is not enough: with broken nested virtualisation `-cpu host` dies with
-"emulation failure" and other CPU models hang burning CPU. So "auto" boots the guest under
-KVM with a short deadline, waits for the ready marker, kills the probe and remembers the
-answer in cache_root()/accel.json, keyed by what could change it (host kernel release, QEMU
-version, /dev/kvm presence). Anything short of a clean boot means TCG.
+/dev/kvm existing is not enough: with broken nested virtualisation QEMU aborts setting up
+the vCPU ("failed to set MSR"), dies with "emulation failure" or hangs burning CPU. So
+"auto" runs the probe kernel of images/kvm-probe/ (a multiboot program of a few
+instructions: paging on, a loop, the result to QEMU's isa-debug-exit port) under KVM with
+a short deadline, and remembers the answer in cache_root()/accel.json, keyed by what could
+change it (host kernel release, QEMU version, /dev/kvm presence). It needs no Linux kernel,
+so it is answered once per session before any revision is built. Anything short of the
+probe's exit status means TCG.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -20,16 +24,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from harness.errors import VMError
-from harness.paths import cache_root
+from harness.fsutil import atomic_directory
+from harness.paths import IMAGES_DIR, cache_dir, cache_root
 from harness.progress import step
-from harness.vm import QEMU_BINARY, GuestVM, VMConfig
+from harness.tools import run_logged, tool_failure
+from harness.vm import QEMU_BINARY, accel_args
 
 log = logging.getLogger("harness")
 
 ACCEL_CACHE_NAME = "accel.json"
 KVM_DEVICE = Path("/dev/kvm")
-PROBE_TIMEOUT_SECONDS = 20.0
-PROBE_MEMORY_MIB = 256
+PROBE_TIMEOUT_SECONDS = 10.0  # the probe runs in well under a second when the vCPU works
+PROBE_MEMORY_MIB = 64
+PROBE_DIR = IMAGES_DIR / "kvm-probe"
+PROBE_SOURCES = (PROBE_DIR / "probe.S", PROBE_DIR / "probe.ld")
+# isa-debug-exit: QEMU exits with (value << 1) | 1; probe.S writes 0x2a when its sum is right.
+PROBE_EXIT_OK = (0x2A << 1) | 1
+PROBE_EXIT_WRONG_SUM = (0x15 << 1) | 1
 CHOICES = ("auto", "kvm", "tcg")
 
 
@@ -88,47 +99,80 @@ def remember(fingerprint: str, result: ProbeResult) -> None:
     Path(tmp.name).replace(path)
 
 
+def probe_kernel() -> Path:
+    """images/kvm-probe/ assembled and linked (cached by the sources' content)."""
+    digest = hashlib.sha256(b"".join(path.read_bytes() for path in PROBE_SOURCES)).hexdigest()
+    final = cache_dir("kvm-probe") / digest[:16]
+    elf = final / "probe.elf"
+    if elf.is_file():
+        return elf
+    source, script = PROBE_SOURCES
+    with atomic_directory(final, replace=False) as staging:
+        log = staging / "build.log"
+        for what, command in (
+            ("assembling", ["gcc", "-m32", "-c", "-o", "probe.o", str(source)]),
+            ("linking", ["ld", "-m", "elf_i386", "-n", "--no-warn-rwx-segments",
+                         "-T", str(script), "-o", "probe.elf", "probe.o"]),
+        ):  # fmt: skip
+            result = run_logged(command, log, cwd=staging)
+            if result.returncode != 0:
+                raise tool_failure(
+                    VMError, f"{what} the KVM probe {source}", result, log, staging,
+                    "install gcc and binutils (scripts/setup.sh), or pass --accel tcg",
+                )  # fmt: skip
+        (staging / "probe.o").unlink()
+    return elf
+
+
+def probe_command(kernel: Path, accel: str, qemu_binary: str = QEMU_BINARY) -> list[str]:
+    return [
+        qemu_binary, "-machine", "q35", *accel_args(accel), "-m", str(PROBE_MEMORY_MIB),
+        "-nographic", "-nodefaults", "-no-user-config", "-no-reboot",
+        "-kernel", str(kernel), "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+    ]  # fmt: skip
+
+
+def run_probe(
+    accel: str, timeout: float = PROBE_TIMEOUT_SECONDS, qemu_binary: str = QEMU_BINARY
+) -> tuple[bool, str]:
+    """Run the probe kernel under `accel`: (ran correctly, what happened)."""
+    command = probe_command(probe_kernel(), accel, qemu_binary)
+    try:
+        with step(f"probing {accel.upper()} with the probe kernel", phase="probe"):
+            # On the deadline subprocess.run kills QEMU and reaps it.
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False, f"the probe kernel did not finish within {timeout:.0f} s under {accel}"
+    except FileNotFoundError:
+        return False, f"QEMU binary {qemu_binary!r} not found"
+    said = " / ".join(done.stderr.strip().splitlines()[-2:])
+    if done.returncode == PROBE_EXIT_OK:
+        return True, f"the probe kernel ran under {accel}"
+    if done.returncode == PROBE_EXIT_WRONG_SUM:
+        return False, f"the probe kernel computed a wrong result under {accel}"
+    return False, f"QEMU {_status(done.returncode)} under {accel}" + (f" ({said})" if said else "")
+
+
+def _status(returncode: int) -> str:
+    return f"exited with status {returncode}" if returncode >= 0 else f"got signal {-returncode}"
+
+
 def probe_kvm(
-    kernel: Path,
-    initrd: Path,
     timeout: float = PROBE_TIMEOUT_SECONDS,
     qemu_binary: str = QEMU_BINARY,
     kvm_device: Path = KVM_DEVICE,
 ) -> ProbeResult:
-    """Boot the guest under KVM until its ready marker; the probe VM is always killed."""
+    """Run the probe kernel under KVM (its QEMU is always gone when this returns)."""
     now = datetime.now(UTC).isoformat(timespec="seconds")
     if not _kvm_accessible(kvm_device):
         return ProbeResult(False, f"{kvm_device} is missing or not read/writable", now)
-    with tempfile.TemporaryDirectory(prefix="phh-kvm-probe-") as workdir:
-        config = VMConfig(
-            kernel=kernel,
-            initrd=initrd,
-            workdir=Path(workdir),
-            accel="kvm",
-            memory_mib=PROBE_MEMORY_MIB,
-            balloon=False,
-            boot_timeout=timeout,
-            qemu_binary=qemu_binary,
-            shutdown_timeout=2.0,
-            timing_phase="",  # the whole probe counts as "probe"
-        )
-        vm = GuestVM(config)
-        try:
-            with step("probing KVM by booting the guest", phase="probe"), vm:
-                seconds = vm.boot_seconds or 0.0
-        except VMError as error:
-            said = " / ".join(vm.qemu_output().strip().splitlines()[-2:])
-            first_line = str(error).splitlines()[0]
-            reason = f"guest did not boot under KVM: {first_line}" + (f" ({said})" if said else "")
-            return ProbeResult(False, reason, now)
-    return ProbeResult(True, f"guest booted under KVM in {seconds:.1f} s", now)
+    usable, reason = run_probe("kvm", timeout, qemu_binary)
+    return ProbeResult(usable, reason, now)
 
 
 def select_accel(
     requested: str = "auto",
     *,
-    kernel: Path,
-    initrd: Path,
     probe_timeout: float = PROBE_TIMEOUT_SECONDS,
     qemu_binary: str = QEMU_BINARY,
 ) -> str:
@@ -143,7 +187,7 @@ def select_accel(
     fingerprint = host_fingerprint(qemu_binary)
     result = load_remembered(fingerprint)
     if result is None:
-        result = probe_kvm(kernel, initrd, probe_timeout, qemu_binary)
+        result = probe_kvm(probe_timeout, qemu_binary)
         remember(fingerprint, result)
     if result.kvm_usable:
         return "kvm"

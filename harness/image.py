@@ -153,11 +153,19 @@ def busybox_applets() -> list[str]:
     return sorted(line.strip() for line in output.splitlines() if "/" in line.strip())
 
 
+# images/kvm-probe/ is the accelerator probe's program (accel.py), not part of the image.
+PROBE_RECIPE = "kvm-probe"
+
+
 def recipe_files() -> list[Path]:
     """Every file of the images/ recipe (init, workloads, README)."""
     if not (IMAGES_DIR / "init").is_file():
         raise ImageError(f"{IMAGES_DIR}/init is missing", "restore images/ from git")
-    return sorted(path for path in IMAGES_DIR.rglob("*") if path.is_file())
+    return sorted(
+        path
+        for path in IMAGES_DIR.rglob("*")
+        if path.is_file() and PROBE_RECIPE not in path.relative_to(IMAGES_DIR).parts
+    )
 
 
 def workload_sources() -> list[Path]:
