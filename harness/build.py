@@ -20,13 +20,13 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from harness.errors import BuildError
+from harness.errors import BuildError, HarnessError
 from harness.fsutil import atomic_directory
 from harness.kconfig import configure, merge_fragments
 from harness.paths import KCONFIG_DIR, cache_dir
@@ -65,9 +65,11 @@ class MakeError(BuildError):
 
 
 class BuildStatus(enum.Enum):
-    SUCCESS = "success"  # built now
-    CACHED = "cached"  # same key built before: artifacts from the cache, make not run
-    FAILURE = "failure"  # for callers that record failures; build_kernel raises BuildError
+    """How a stage (or the whole build) ended, in kunit_tool's manner."""
+
+    SUCCESS = "success"  # done now
+    CACHED = "cached"  # make: same key built before, artifacts from the cache, make not run
+    FAILURE = "failure"  # the stage's `error` says why; later stages did not run
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,21 @@ class BuildRequest:
 
 
 @dataclass(frozen=True)
+class StageResult:
+    """One stage of a build: prepare-tree (worktree + series), configure (.config), make."""
+
+    stage: str
+    status: BuildStatus
+    seconds: float
+    output: Path | None = None  # the worktree, the .config, the artifacts directory
+    error: HarnessError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not BuildStatus.FAILURE
+
+
+@dataclass(frozen=True)
 class BuildResult:
     status: BuildStatus
     bzimage: Path
@@ -87,26 +104,86 @@ class BuildResult:
     log: Path
     key: str
     duration: float
+    stages: tuple[StageResult, ...] = ()
 
 
-def build_kernel(req: BuildRequest) -> BuildResult:
-    """Worktree with the series, configure, then the cached artifacts or a fresh build."""
+def _stage(name: str, work: Callable[[], tuple[BuildStatus, Path]]) -> StageResult:
+    """Run one stage; a HarnessError becomes its FAILURE result instead of propagating."""
     started = time.monotonic()
-    name = req.name or worktree_name(req.source, req.series, req.fragments)
-    with _worktree_lock(name):
-        tree = prepare_worktree(req.source, req.series, name)
-        config = configure(tree, req.fragments, make_args=MAKE_VARIABLES, env=make_env(tree))
+    try:
+        status, output = work()
+    except HarnessError as error:
+        return StageResult(name, BuildStatus.FAILURE, time.monotonic() - started, error=error)
+    return StageResult(name, status, time.monotonic() - started, output)
+
+
+def prepare_tree_stage(req: BuildRequest, name: str) -> StageResult:
+    return _stage(
+        "prepare-tree",
+        lambda: (BuildStatus.SUCCESS, prepare_worktree(req.source, req.series, name)),
+    )
+
+
+def configure_stage(req: BuildRequest, tree: Path) -> StageResult:
+    def work() -> tuple[BuildStatus, Path]:
+        env = make_env(tree)
+        return BuildStatus.SUCCESS, configure(
+            tree, req.fragments, make_args=MAKE_VARIABLES, env=env
+        )
+
+    return _stage("configure", work)
+
+
+def make_stage(req: BuildRequest, tree: Path, config: Path) -> StageResult:
+    """The cached artifacts for the key (CACHED), or make and store them (SUCCESS)."""
+
+    def work() -> tuple[BuildStatus, Path]:
         key = build_key(req.source, req.series, config)
         cached = cached_build(key)
         if cached is not None:
             log.info("build %s: cache hit (%s)", key[:12], cached)
-            return _result(BuildStatus.CACHED, cached, key, time.monotonic() - started)
+            return BuildStatus.CACHED, cached
         logfile = cache_dir("logs") / f"build-{tree.name}-{key[:12]}.log"
+        started = time.monotonic()
         with step(f"make bzImage in {tree}", logfile, phase="make"):
             _run_make(tree, req.jobs, logfile)
-        duration = time.monotonic() - started
-        artifacts = _store_artifacts(req, tree, key, logfile, duration)
-    return _result(BuildStatus.SUCCESS, artifacts, key, duration)
+        return BuildStatus.SUCCESS, _store_artifacts(
+            req, tree, key, logfile, time.monotonic() - started
+        )
+
+    return _stage("make", work)
+
+
+def build_stages(req: BuildRequest) -> tuple[StageResult, ...]:
+    """prepare-tree -> configure -> make, stopping at the first failure (its result last)."""
+    name = req.name or worktree_name(req.source, req.series, req.fragments)
+    with _worktree_lock(name):
+        prepared = prepare_tree_stage(req, name)
+        if not prepared.ok or prepared.output is None:
+            return (prepared,)
+        configured = configure_stage(req, prepared.output)
+        if not configured.ok or configured.output is None:
+            return prepared, configured
+        return prepared, configured, make_stage(req, prepared.output, configured.output)
+
+
+def build_kernel(req: BuildRequest) -> BuildResult:
+    """The three stages; the failing stage's error is raised (it names the input)."""
+    stages = build_stages(req)
+    last = stages[-1]
+    if last.error is not None:
+        raise last.error
+    assert last.output is not None and last.stage == "make"
+    artifacts = last.output
+    return BuildResult(
+        status=last.status,
+        bzimage=artifacts / "bzImage",
+        config=artifacts / ".config",
+        log=artifacts / "build.log",
+        key=artifacts.name,
+        duration=sum(stage.seconds for stage in stages),
+        stages=stages,
+    )
 
 
 @contextmanager
@@ -268,17 +345,6 @@ def cached_build(key: str) -> Path | None:
     if all((directory / name).is_file() for name in ARTIFACTS):
         return directory
     return None
-
-
-def _result(status: BuildStatus, directory: Path, key: str, duration: float) -> BuildResult:
-    return BuildResult(
-        status=status,
-        bzimage=directory / "bzImage",
-        config=directory / ".config",
-        log=directory / "build.log",
-        key=key,
-        duration=duration,
-    )
 
 
 # --- make ----------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from harness.build import (
     BuildRequest,
     BuildStatus,
     build_kernel,
+    build_stages,
     error_lines,
     make_command,
     prepare_worktree,
@@ -113,6 +114,36 @@ def test_build_then_cache_hit_without_make(
     second = build_kernel(request)
     assert second.status is BuildStatus.CACHED
     assert (second.key, second.bzimage) == (first.key, first.bzimage)
+
+
+def test_stages_report_each_status_and_stop_at_the_first_failure(
+    cache: Path, fake_kernel: Path, fragment: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kunit_tool style: prepare-tree, configure and make each return a result with a status;
+    a failing stage carries its error and the stages after it do not run."""
+    src = obtain_source(fake_kernel)
+    request = BuildRequest(src, load_series(None), (fragment,))
+    stages = build_stages(request)
+    assert [(s.stage, s.status) for s in stages] == [
+        ("prepare-tree", BuildStatus.SUCCESS),
+        ("configure", BuildStatus.SUCCESS),
+        ("make", BuildStatus.SUCCESS),
+    ]
+    assert all(s.seconds >= 0 and s.error is None for s in stages)
+    forbid_make(monkeypatch)
+    assert build_stages(request)[-1].status is BuildStatus.CACHED
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "0001-x.patch").write_text(
+        "From 1 Mon Sep 17 00:00:00 2001\nFrom: A <a@b.c>\nSubject: [PATCH] mm: x\n\n---\n"
+        "--- a/mm/nothere.c\n+++ b/mm/nothere.c\n@@ -1 +1 @@\n-a\n+b\n"
+    )
+    failed = build_stages(BuildRequest(src, load_series(broken), (fragment,)))
+    assert [(s.stage, s.status) for s in failed] == [("prepare-tree", BuildStatus.FAILURE)]
+    assert failed[0].error is not None and "mm: x" in str(failed[0].error)
+    with pytest.raises(type(failed[0].error), match="mm: x"):
+        build_kernel(BuildRequest(src, load_series(broken), (fragment,)))
 
 
 def test_key_depends_on_series_and_config(
