@@ -4,6 +4,7 @@ build  build one revision's kernel (cached) and print where the bzImage is
 boot   build, boot it in QEMU, print the ssh command, and keep it up until Ctrl-C
 run    the scenario suite (`pytest harness/` with the same options)
 mutants  the mutant campaign: the suite on each seeded defect of patches/mutants/
+report   merge the results of several runs (CI shards) into one junit.xml and compare.md
 """
 
 from __future__ import annotations
@@ -94,6 +95,19 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness import report
+
+    out = Path(args.results).resolve()
+    shards = [Path(s).resolve() for s in args.shards]
+    data = report.merge_shards(shards, out)
+    print(
+        f"merged {len(shards)} runs ({len(data.measurements)} release measurements): "
+        f"{out / 'junit.xml'}, {out / 'compare.md'}"
+    )
+    return 0
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--kernel-source", metavar="PATH", help="kernel tree (default: Debian's linux-source-6.1)"
@@ -146,6 +160,11 @@ def parser() -> argparse.ArgumentParser:
         "--no-clean", action="store_true", help="skip the clean hinting-v2-fixed run"
     )
     mutants.add_argument("--results", default="results", metavar="DIR")
+    merge = sub.add_parser(
+        "report", help="merge the results directories of several runs (e.g. CI shards)"
+    )
+    merge.add_argument("shards", nargs="+", metavar="RESULTS_DIR")
+    merge.add_argument("--results", default="results", metavar="DIR", help="where to write")
     return top
 
 
@@ -158,7 +177,13 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args, rest)
         if rest:
             parser().error("unrecognised arguments: " + shlex.join(rest))
-        return {"build": cmd_build, "boot": cmd_boot, "mutants": cmd_mutants}[args.command](args)
+        commands = {
+            "build": cmd_build,
+            "boot": cmd_boot,
+            "mutants": cmd_mutants,
+            "report": cmd_report,
+        }
+        return commands[args.command](args)
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -40,7 +40,10 @@ class ImageError(HarnessError):
 
 
 class VMError(HarnessError):
-    """Base class for QEMU / guest failures."""
+    """Base class for QEMU / guest failures. `during_boot`: raised before the guest was up
+    (no workload ran yet), so an infrastructure fault, not a defect the scenario found."""
+
+    during_boot: bool = False
 
 
 class QemuMissing(VMError):

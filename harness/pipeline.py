@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,10 @@ from harness.ssh import generate_run_key
 from harness.vm import GuestVM, VMConfig
 
 log = logging.getLogger("harness")
+
+# `Pipeline.guest` as the scenarios get it (the `new_guest` fixture): revision, workdir and
+# options in, a not-yet-started GuestVM out.
+GuestFactory = Callable[..., GuestVM]
 
 # Debug kernels boot with a second vCPU (ACPI's MADT lists it: kconfigs/base.config), so that
 # lockdep and KASAN see the worker and the workloads run concurrently.
@@ -70,9 +75,11 @@ class Pipeline:
             self._image = image.build_image()
         return self._image
 
-    def accel_for(self, kernel: Path, initrd: Path) -> str:
+    @property
+    def accel(self) -> str:
+        """ "kvm" or "tcg", probed once (no kernel of any revision needed: accel.py)."""
         if self._accel is None:
-            self._accel = accel.select_accel(self.accel_request, kernel=kernel, initrd=initrd)
+            self._accel = accel.select_accel(self.accel_request)
         return self._accel
 
     def guest(
@@ -103,7 +110,7 @@ class Pipeline:
             ssh_key=key.private,
             memory_mib=memory_mib or self.memory_mib,
             smp=smp or (DEBUG_SMP if revision.debug else self.smp),
-            accel=self.accel_for(kernel, run_initrd),
+            accel=self.accel,
             balloon=balloon,
             free_page_reporting=free_page_reporting,
             balloon_page_poison=balloon_page_poison,

@@ -19,18 +19,19 @@ import pytest
 
 from harness import report
 from harness.build import BuildResult
-from harness.errors import QemuDied
+from harness.errors import QemuDied, VMError
+from harness.image import GuestImage
+from harness.parallel import own_results_dir
 from harness.paths import default_results_dir
-from harness.pipeline import Pipeline
+from harness.pipeline import GuestFactory, Pipeline
 from harness.progress import format_breakdown, time_spent
 from harness.revisions import Revision, resolve
+from harness.session_data import SessionData, gather_worker_data, write_session_data
 from harness.workloads import ReleaseMeasurement
 
 DEFAULT_REVISIONS = "stock,hinting-v2,hinting-v2-fixed"
-# What the scenarios hand to the session-end reports (compare.md, compare-rss.png).
-MEASUREMENTS = pytest.StashKey[list[dict]]()
-RELEASE_SERIES = pytest.StashKey[dict[str, ReleaseMeasurement]]()
-FAULT_RATES = pytest.StashKey[dict[str, float]]()
+# What the scenarios hand to the session-end reports (compare.md, compare-rss.png, timing).
+SESSION_DATA = pytest.StashKey[SessionData]()
 DEFAULT_DEBUG_REVISIONS = "hinting-v2,hinting-v2-fixed"
 
 
@@ -124,6 +125,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("debug_revision", revs, ids=[r.name for r in revs], scope="session")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Drop tests whose revision list the user emptied (e.g. --debug-revisions ''), so
     they are not reported as skips that look like gaps."""
@@ -151,7 +153,10 @@ def _group_by_revision(items: list[pytest.Item], fixture: str) -> None:
         return
     rank: dict[str, int] = {}
     for item in shared:
-        rank.setdefault(item.callspec.params["revision"].name, len(rank))  # type: ignore[attr-defined]
+        revision = item.callspec.params["revision"].name  # type: ignore[attr-defined]
+        rank.setdefault(revision, len(rank))
+        # Under `-n 2` (--dist loadgroup) one worker runs them all, in this order.
+        item.add_marker(pytest.mark.xdist_group(f"{fixture}[{revision}]"))
 
     def key(item: pytest.Item) -> tuple[int, str, int]:
         revision = item.callspec.params["revision"].name  # type: ignore[attr-defined]
@@ -166,13 +171,23 @@ def _group_by_revision(items: list[pytest.Item], fixture: str) -> None:
 @pytest.hookimpl(tryfirst=True)  # before pytest's junitxml plugin reads the option
 def pytest_configure(config: pytest.Config) -> None:
     if not config.option.xmlpath:
-        results = Path(config.getoption("--results") or default_results_dir())
-        config.option.xmlpath = str(results / "junit.xml")
+        config.option.xmlpath = str(results_root(config) / "junit.xml")
+    if getattr(config.option, "numprocesses", None) and config.option.dist in ("no", "load"):
+        # Tests sharing a per-revision guest must stay on one worker (xdist_group marks).
+        config.option.dist = "loadgroup"
     config.addinivalue_line("markers", "hinting: only for revisions that carry the series")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    config.stash[MEASUREMENTS] = []
-    config.stash[RELEASE_SERIES] = {}
-    config.stash[FAULT_RATES] = {}
+    config.stash[SESSION_DATA] = SessionData()
+
+
+def results_root(config: pytest.Config) -> Path:
+    """The run's results directory (workers write into <root>/<worker>/ below it)."""
+    return Path(config.getoption("--results") or default_results_dir())
+
+
+def is_controller(config: pytest.Config) -> bool:
+    """The process that writes the session-end reports: a serial run, or xdist's controller."""
+    return not hasattr(config, "workerinput")
 
 
 # Files by which a directory is recognised as an earlier run's results.
@@ -186,22 +201,26 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     """Where the run's time went (fetch, unpack, git, configure, make, image, probe, boot,
     and the scenarios themselves), on the terminal and in results/timing.json."""
     started = config.stash.get(SESSION_STARTED, None)
-    if started is None or config.option.collectonly:
+    if started is None or config.option.collectonly or not is_controller(config):
         return
     total = time.monotonic() - started
+    spent = config.stash[SESSION_DATA].time_spent
     terminalreporter.write_sep("-", "time breakdown")
-    terminalreporter.write_line(format_breakdown(total))
-    out = Path(config.getoption("--results") or default_results_dir())
+    if getattr(config.option, "numprocesses", None):
+        terminalreporter.write_line("(phases summed over the workers; the total is wall time)")
+    terminalreporter.write_line(format_breakdown(total, spent))
+    out = results_root(config)
     if out.is_dir():
-        spent = {**time_spent(), "total": total}
-        (out / "timing.json").write_text(json.dumps(spent, indent=1) + "\n")
+        (out / "timing.json").write_text(json.dumps({**spent, "total": total}, indent=1) + "\n")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Each run starts without an earlier run's results: they are moved aside to
     `<dir>.previous` (one kept), never appended to."""
     session.config.stash[SESSION_STARTED] = time.monotonic()
-    out = Path(session.config.getoption("--results") or default_results_dir())
+    if not is_controller(session.config):
+        return  # the controller has already moved the old results aside
+    out = results_root(session.config)
     if not out.is_dir():
         return
     if not any((out / marker).exists() for marker in RESULT_MARKERS) and not any(
@@ -215,7 +234,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.fixture(scope="session")
 def results_dir(pytestconfig: pytest.Config) -> Path:
-    path = Path(pytestconfig.getoption("--results") or default_results_dir())
+    """Where this process's scenarios leave evidence (results/<worker>/ under xdist)."""
+    path = own_results_dir(results_root(pytestconfig))
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -243,7 +263,8 @@ def _safe(name: str) -> str:
 @pytest.fixture
 def evidence(request: pytest.FixtureRequest, results_dir: Path) -> Iterator[Path]:
     """A fresh directory under the results dir for this test's console log, CSV, JSON."""
-    path = results_dir / _safe(request.node.nodeid.split("::", 1)[-1])
+    # (under xdist --dist loadgroup a node id ends in "@group": not part of the name)
+    path = results_dir / _safe(request.node.nodeid.split("::", 1)[-1].split("@", 1)[0])
     path.mkdir(parents=True, exist_ok=True)
     request.node.user_properties.append(("evidence", str(path)))
     for old in path.iterdir():
@@ -264,9 +285,10 @@ def record_measurement(
     def record(row: dict, measurement: ReleaseMeasurement | None = None) -> None:
         for key, value in row.items():
             record_property(key, value)
-        pytestconfig.stash[MEASUREMENTS].append(row)
+        data = pytestconfig.stash[SESSION_DATA]
+        data.measurements.append(row)
         if measurement is not None:
-            pytestconfig.stash[RELEASE_SERIES][row["revision"]] = measurement
+            data.release_series[row["revision"]] = measurement
         with (results_dir / "measurements.jsonl").open("a") as f:
             f.write(json.dumps(row) + "\n")
 
@@ -277,6 +299,26 @@ def record_measurement(
 def built_kernel(revision: Revision, pipeline: Pipeline) -> BuildResult:
     """The revision's kernel, built once per session (a failure is cached by pytest too)."""
     return pipeline.build(revision)
+
+
+@pytest.fixture(scope="session")
+def accel(pipeline: Pipeline) -> str:
+    """ "kvm" or "tcg" for every guest of the session: probed once, before any build (the
+    probe runs its own tiny program, not a revision's kernel)."""
+    return pipeline.accel
+
+
+@pytest.fixture(scope="session")
+def guest_image(pipeline: Pipeline) -> GuestImage:
+    """The busybox + dropbear + workloads initramfs, built once (cached by content)."""
+    return pipeline.image
+
+
+@pytest.fixture(scope="session")
+def new_guest(pipeline: Pipeline, accel: str, guest_image: GuestImage) -> GuestFactory:
+    """The guest factory: `new_guest(revision, workdir, **options)` is a not-yet-started VM
+    (a context manager) of the revision's kernel."""
+    return pipeline.guest
 
 
 @pytest.fixture(scope="session")
@@ -292,6 +334,8 @@ def _kernel_built_first(request: pytest.FixtureRequest) -> None:
     for param, fixture in (("revision", "built_kernel"), ("debug_revision", "built_debug_kernel")):
         if param in request.fixturenames:
             request.getfixturevalue(fixture)
+    if "new_guest" in request.fixturenames:  # the probe and the image: errors, not failures
+        request.getfixturevalue("new_guest")
 
 
 # Module-scoped guests of the scenario suite: each keeps an evidence dir and a verdict list.
@@ -319,41 +363,43 @@ def record_fault_rate(pytestconfig: pytest.Config):
     """Scenarios hand their page-fault benchmark result here for compare.md."""
 
     def record(revision: str, faults_per_second: float) -> None:
-        pytestconfig.stash[FAULT_RATES][revision] = faults_per_second
+        pytestconfig.stash[SESSION_DATA].fault_rates[revision] = faults_per_second
 
     return record
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
-    """QEMU dying under a scenario (killed from outside) is an infrastructure fault, not a
-    defect of the series: it is reported as an error, the way pytest reports a failing
-    fixture, in the terminal and in the JUnit file."""
+    """Infrastructure faults are errors, defects of the series failures: QEMU dying under a
+    scenario (killed from outside), or a guest that did not come up (QEMU refused to
+    start, no ready marker, a panic at boot, SSH refused) is reported as an error, the
+    way pytest reports a failing fixture, in the terminal and in the JUnit file."""
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
-    if call.when == "call" and call.excinfo is not None and call.excinfo.errisinstance(QemuDied):
+    if call.when == "call" and call.excinfo is not None and is_infrastructure_fault(call.excinfo):
         report.when = "setup"
 
 
+def is_infrastructure_fault(excinfo: pytest.ExceptionInfo[BaseException]) -> bool:
+    error = excinfo.value
+    return isinstance(error, QemuDied) or (isinstance(error, VMError) and error.during_boot)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Every process keeps its session data (results/session-data.json, or
+    results/<worker>/ under xdist); the controller merges the workers' and writes the
+    reports."""
     config = session.config
+    data = config.stash[SESSION_DATA]
+    data.time_spent = time_spent()
+    root = results_root(config)
+    if not is_controller(config):
+        write_session_data(data, own_results_dir(root))
+        return
     if not session.testscollected:
         return
-    out = Path(config.getoption("--results") or default_results_dir())
-    out.mkdir(parents=True, exist_ok=True)
-    rows = config.stash.get(MEASUREMENTS, [])
-    fault_rates = config.stash.get(FAULT_RATES, {})
-    if rows or fault_rates:
-        markdown, _ = report.write_comparison(rows, out)
-        if fault_rates:
-            with markdown.open("a") as f:
-                f.write(report.fault_benchmark_section(fault_rates))
-    series = config.stash.get(RELEASE_SERIES, {})
-    if series:
-        report.plot_rss(
-            {label: m.samples for label, m in series.items()},
-            out / "compare-rss.png",
-            {label: m.released_at for label, m in series.items()},
-            title="QEMU RSS after the guest releases memory, by revision",
-        )
-    (out / "finished").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + "\n")
+    if getattr(config.option, "numprocesses", None):
+        data.merge(gather_worker_data(root))
+    write_session_data(data, root)
+    report.write_session_reports(data, root)
+    (root / "finished").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + "\n")

@@ -27,9 +27,10 @@ def time_spent() -> dict[str, float]:
     return {phase: _spent.get(phase, 0.0) for phase in PHASES}
 
 
-def format_breakdown(total: float) -> str:
-    """ "fetch 0.0 s, ..., boot 12.3 s, scenarios 210.0 s (of 300.1 s)"."""
-    spent = time_spent()
+def format_breakdown(total: float, spent: dict[str, float] | None = None) -> str:
+    """ "fetch 0.0 s, ..., boot 12.3 s, scenarios 210.0 s (of 300.1 s)"; `spent` defaults to
+    this process's phases (a parallel run passes the sum over its workers)."""
+    spent = time_spent() if spent is None else {p: spent.get(p, 0.0) for p in PHASES}
     rest = max(0.0, total - sum(spent.values()))
     parts = [f"{phase} {seconds:.1f} s" for phase, seconds in spent.items()]
     return ", ".join([*parts, f"scenarios {rest:.1f} s"]) + f" (of {total:.1f} s)"

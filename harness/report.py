@@ -9,6 +9,7 @@ such files, e.g. for the mutant campaign or several runs.
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from copy import deepcopy
 from dataclasses import dataclass
@@ -21,6 +22,12 @@ from matplotlib.figure import Figure
 
 from harness.errors import HarnessError
 from harness.rss import RssSample, time_to_fraction
+from harness.session_data import (
+    SESSION_DATA_FILE,
+    SessionData,
+    gather_session_data,
+    write_session_data,
+)
 from harness.units import MiB as MIB
 
 
@@ -291,3 +298,48 @@ def fault_benchmark_section(rates: dict[str, float], baseline: str = "stock") ->
         ratio = "n/a" if not base else f"{rate / base:.2f}"
         lines.append(f"| {_cell(revision)} | {rate:,.0f} | {ratio} |")
     return "\n".join(lines) + "\n"
+
+
+# --- the session-end reports -----------------------------------------------------------------
+
+
+def write_session_reports(data: SessionData, out: Path) -> None:
+    """compare.md and compare.csv (release rows, then the page-fault benchmark), the RSS plot,
+    and measurements.jsonl: from one run, its xdist workers, or several CI shards."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows, fault_rates = data.measurements, data.fault_rates
+    if rows:
+        lines = "".join(json.dumps(row) + "\n" for row in rows)
+        (out / "measurements.jsonl").write_text(lines)
+    if rows or fault_rates:
+        markdown, _ = write_comparison(rows, out)
+        if fault_rates:
+            with markdown.open("a") as f:
+                f.write(fault_benchmark_section(fault_rates))
+    series = data.release_series
+    if series:
+        plot_rss(
+            {label: m.samples for label, m in series.items()},
+            out / "compare-rss.png",
+            {label: m.released_at for label, m in series.items()},
+            title="QEMU RSS after the guest releases memory, by revision",
+        )
+
+
+def merge_shards(shards: Iterable[Path], out: Path) -> SessionData:
+    """The results of several runs (e.g. CI shards of the revision x flavour matrix) as one:
+    out/junit.xml, out/session-data.json and the session-end reports."""
+    shards = list(shards)
+    missing = [s for s in shards if not (s / "junit.xml").is_file()]
+    if missing:
+        raise ReportError(
+            f"no junit.xml in {', '.join(map(str, missing))}",
+            "pass the results directories of finished runs (python3 -m harness run --results)",
+        )
+    merge_junit([s / "junit.xml" for s in shards], out / "junit.xml")
+    data = gather_session_data(
+        [s / SESSION_DATA_FILE for s in shards if (s / SESSION_DATA_FILE).is_file()]
+    )
+    write_session_data(data, out)
+    write_session_reports(data, out)
+    return data

@@ -7,6 +7,7 @@ against; paramiko.AutoAddPolicy accepts it for this one in-memory client (nothin
 
 from __future__ import annotations
 
+import random
 import select
 import socket
 import time
@@ -17,6 +18,7 @@ from types import TracebackType
 import paramiko
 
 from harness.errors import SSHError
+from harness.parallel import worker_port_range
 
 # Waiting for guest output sleeps in select() on the channel (paramiko signals new stdout
 # data and the channel's close through its fileno); the cap bounds how late stderr-only
@@ -356,7 +358,21 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def pick_free_port(host: str = "127.0.0.1") -> int:
-    """A port the kernel considers free on `host` now (QEMU binds it a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
+    """A port the kernel considers free on `host` now (QEMU binds it a moment later).
+
+    Under pytest-xdist the port comes from this worker's own range, so that two workers
+    never hand QEMU the same port between the check and the bind."""
+    ports = worker_port_range()
+    if ports is None:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind((host, 0))
+            return int(probe.getsockname()[1])
+    start = random.randrange(len(ports))  # a worker's next VM rarely gets its last port
+    for offset in range(len(ports)):
+        port = ports[(start + offset) % len(ports)]
+        if port_is_free(port, host):
+            return port
+    raise SSHError(
+        f"no free port in {ports.start}-{ports.stop - 1} on {host} for this worker's SSH forward",
+        "stop what holds those ports, or run with fewer workers",
+    )

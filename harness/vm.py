@@ -359,7 +359,9 @@ class GuestVM:
             if self.config.ssh_key is not None:
                 self._connect_ssh(launched + self.config.boot_timeout)
                 self.ssh_seconds = time.monotonic() - launched
-        except BaseException:
+        except BaseException as error:
+            if isinstance(error, VMError):
+                error.during_boot = True
             self.close()
             raise
 

@@ -25,8 +25,8 @@ else
 fi
 
 PY=${PYTHON:-python3}
-if ! "$PY" -c "import harness, paramiko, qemu.qmp, junitparser, hypothesis, matplotlib" 2>/dev/null \
-   || ! command -v ruff >/dev/null; then
+if ! "$PY" -c "import harness, paramiko, qemu.qmp, junitparser, hypothesis, matplotlib, xdist" \
+        2>/dev/null || ! command -v ruff >/dev/null || ! command -v check-jsonschema >/dev/null; then
     echo "setup: installing Python dependencies"
     # Debian's own python3 is "externally managed" (PEP 668): allow the install there, the
     # machine is dedicated to this harness. Interpreters from pyenv or a venv need nothing.

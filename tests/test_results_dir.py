@@ -56,6 +56,15 @@ def run_scenario_plugin(tmp_path: Path, results: Path) -> subprocess.CompletedPr
         "    assert False, 'E' * 6000\n"
         "def test_qemu_killed():\n"
         "    raise QemuDied('QEMU (pid 1) of VM x killed by signal SIGKILL (9)', 'hint')\n"
+        "from harness.errors import GuestPanic\n"
+        "def _panic(during_boot):\n"
+        "    error = GuestPanic('guest kernel panicked: Oops', 'see the console')\n"
+        "    error.during_boot = during_boot\n"
+        "    raise error\n"
+        "def test_panic_at_boot():\n"
+        "    _panic(True)\n"
+        "def test_panic_under_the_workload():\n"
+        "    _panic(False)\n"
     )
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "harness.plugin", "-p", "no:cacheprovider",
@@ -83,6 +92,12 @@ def test_scenario_junit_is_pytests_own_with_properties(tmp_path: Path) -> None:
     assert killed is not None and killed.find("failure") is None
     error = killed.find("error")
     assert error is not None and "killed by signal SIGKILL" in (error.text or "")
+    # A guest that panics before it is up is an infrastructure fault (error); a panic under
+    # the workload is what the scenario found (failure).
+    at_boot = root.find(".//testcase[@name='test_panic_at_boot']")
+    assert at_boot is not None and at_boot.find("error") is not None
+    under_load = root.find(".//testcase[@name='test_panic_under_the_workload']")
+    assert under_load is not None and under_load.find("failure") is not None
     run_scenario_plugin(tmp_path, results)
     assert (tmp_path / "results.previous" / "junit.xml").is_file()
 
@@ -108,3 +123,36 @@ def test_a_broken_build_is_one_setup_error_per_scenario(tmp_path: Path) -> None:
     assert len(last_lines) == 1 and "KconfigError" in last_lines.pop()
     started = re.findall(r"^\d{4}-\d\d-\d\d [\d:,]+ configuring .* \.\.\.$", run.stdout, re.M)
     assert len(started) == 1, started  # the live log: configure ran once for both
+
+
+def test_parallel_workers_keep_their_own_evidence_and_the_reports_merge(tmp_path: Path) -> None:
+    """`-n 2`: each xdist worker writes evidence under results/<worker>/, and the controller
+    merges what the workers measured into one compare.md, measurements.jsonl and JUnit."""
+    test_file = tmp_path / "test_parallel_scenarios.py"
+    test_file.write_text(
+        "import os, time, pytest\n"
+        "@pytest.mark.parametrize('name', ['stock', 'hinting-v2', 'hinting-v2-fixed', 'x'])\n"
+        "def test_release(name, evidence, record_measurement):\n"
+        "    time.sleep(0.5)  # both workers get some\n"
+        "    (evidence / 'console.log').write_text(os.environ['PYTEST_XDIST_WORKER'])\n"
+        "    record_measurement({'revision': name, 'returned_bytes': 1 << 30,\n"
+        "                        'seconds_to_90pct': 2.0, 'passed': True})\n"
+    )
+    results = tmp_path / "results"
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "harness.plugin", "-p", "no:cacheprovider",
+         "-o", "junit_family=xunit1", "-n", "2", str(test_file), "--results", str(results)],
+        cwd=tmp_path, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    workers = sorted(p.name for p in results.glob("gw*") if p.is_dir())
+    assert workers == ["gw0", "gw1"]
+    for console in results.glob("gw*/*/console.log"):
+        assert console.read_text() == console.parent.parent.name  # written by that worker
+    lines = (results / "measurements.jsonl").read_text().splitlines()
+    assert len(lines) == 4
+    compare = (results / "compare.md").read_text()
+    assert all(name in compare for name in ("stock", "hinting-v2-fixed", "| x "))
+    cases = ET.parse(results / "junit.xml").getroot().findall(".//testcase")
+    assert len(cases) == 4
+    assert "time breakdown" in run.stdout and (results / "timing.json").is_file()

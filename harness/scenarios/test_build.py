@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from harness.build import BuildResult
 from harness.kconfig import read_config
 from harness.revisions import Revision
 
 
-def test_kconfig_has_the_mechanism(revision: Revision, pipeline) -> None:
+def test_kconfig_has_the_mechanism(revision: Revision, built_kernel: BuildResult) -> None:
     """Hinting revisions carry CONFIG_PAGE_HINTING=y and not stock reporting (the two
     must never work on the same free lists); the stock baseline carries PAGE_REPORTING."""
-    result = pipeline.build(revision)
+    result = built_kernel
     config = read_config(result.config)
     if revision.hinting:
         assert config.get("PAGE_HINTING") == "y", result.config

@@ -18,6 +18,7 @@ from pathlib import Path
 from harness.evidence import save_console, save_json, save_measurement
 from harness.judge import JudgeConfig, judge_integrity, judge_kernel
 from harness.known_splats import is_known, load_known_splats
+from harness.pipeline import GuestFactory
 from harness.revisions import Revision
 from harness.scenarios.guest_checks import format_splats, observe, splats
 from harness.spec import load_spec
@@ -38,11 +39,11 @@ CONCURRENT_PATTERN = "pattern 192 96 3"  # hold, churn MiB, rounds: the second C
 
 
 def test_debug_kernel_log_is_clean_or_known(
-    debug_revision: Revision, pipeline, evidence: Path, release_mib: int
+    debug_revision: Revision, new_guest: GuestFactory, evidence: Path, release_mib: int
 ) -> None:
     spec = load_spec(debug_revision.series)
     verdict = None
-    with pipeline.guest(debug_revision, evidence, boot_timeout=DEBUG_BOOT_TIMEOUT_S) as vm:
+    with new_guest(debug_revision, evidence, boot_timeout=DEBUG_BOOT_TIMEOUT_S) as vm:
         cpus = int(vm.ssh.check("nproc").stdout)
         hinting = debug_revision.hinting
         concurrent = vm.ssh.start(CONCURRENT_PATTERN)

@@ -51,6 +51,7 @@ from harness.judge import (
 )
 from harness.model.counts import FreeBlock, MergeFree, predict_idle
 from harness.model.params import Params
+from harness.pipeline import GuestFactory
 from harness.procfs import GuestObservations, HintingState
 from harness.revisions import Revision
 from harness.scenarios.guest_checks import format_splats, observe, splats
@@ -124,10 +125,12 @@ class ScriptedGuest:
 
 
 @pytest.fixture(scope="module")
-def guest(revision: Revision, pipeline, results_dir: Path) -> Iterator[ScriptedGuest]:
+def guest(
+    revision: Revision, new_guest: GuestFactory, results_dir: Path
+) -> Iterator[ScriptedGuest]:
     evidence = results_dir / f"detection[{revision.name}]"
     evidence.mkdir(parents=True, exist_ok=True)
-    with pipeline.guest(revision, evidence) as vm:
+    with new_guest(revision, evidence) as vm:
         scripted = ScriptedGuest(revision, vm, evidence, load_spec(revision.series))
         try:
             yield scripted
@@ -311,13 +314,13 @@ def test_no_work_while_idle(guest: ScriptedGuest) -> None:
 
 
 @pytest.mark.hinting
-def test_two_zones(revision: Revision, pipeline, results_dir: Path) -> None:
+def test_two_zones(revision: Revision, new_guest: GuestFactory, results_dir: Path) -> None:
     """A guest with DMA32 and Normal releases memory from both: each zone requests and
     runs its own cycles, and every idle-point check holds per zone."""
     evidence = results_dir / f"two-zones[{revision.name}]"
     evidence.mkdir(parents=True, exist_ok=True)
     spec = load_spec(revision.series)
-    with pipeline.guest(revision, evidence, memory_mib=TWO_ZONE_GUEST_MIB) as vm:
+    with new_guest(revision, evidence, memory_mib=TWO_ZONE_GUEST_MIB) as vm:
         first = wait_hinting_idle(vm, settle_s=3 * spec.delay_s)
         vm.ssh.check(f"echo | memhog {TWO_ZONE_RELEASE_MIB} > /dev/null", timeout=900)
         wait_hinting_idle(vm, settle_s=3 * spec.delay_s)

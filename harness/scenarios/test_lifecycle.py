@@ -42,6 +42,7 @@ from harness.judge import (
     judge_rss_under_balloon,
 )
 from harness.lifecycle import add_dimm, plug_balloon, set_balloon_target, unplug_balloon
+from harness.pipeline import GuestFactory
 from harness.poll import poll_until
 from harness.procfs import GuestObservations, HintingState, parse_meminfo
 from harness.revisions import Revision
@@ -137,10 +138,12 @@ def _wait_for_bytes(guest: LifecycleGuest, mib: int = RELEASE_MIB) -> int:
 
 
 @pytest.fixture(scope="module")
-def lifecycle_guest(revision: Revision, pipeline, results_dir: Path) -> Iterator[LifecycleGuest]:
+def lifecycle_guest(
+    revision: Revision, new_guest: GuestFactory, results_dir: Path
+) -> Iterator[LifecycleGuest]:
     evidence = results_dir / f"lifecycle[{revision.name}]"
     evidence.mkdir(parents=True, exist_ok=True)
-    guest = pipeline.guest(
+    guest = new_guest(
         revision, evidence, memory_mib=GUEST_MIB, hotplug_mib=DIMM_MIB + SECOND_DIMM_MIB
     )
     with guest as vm:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from harness.evidence import save_console, save_json
 from harness.known_splats import is_known, load_known_splats
+from harness.pipeline import GuestFactory
 from harness.revisions import Revision
 from harness.scenarios.guest_checks import format_splats, observe, splats
 
@@ -25,9 +26,9 @@ POISON_SMP = 1
 
 
 def test_poisoned_guest_hints_only_if_the_defect_is_known(
-    debug_revision: Revision, pipeline, evidence: Path
+    debug_revision: Revision, new_guest: GuestFactory, evidence: Path
 ) -> None:
-    with pipeline.guest(
+    with new_guest(
         debug_revision,
         evidence,
         balloon_page_poison=False,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from harness.evidence import save_console, save_json, save_measurement
 from harness.judge import RssEvidence, hinted_bytes, judge
+from harness.pipeline import GuestFactory
 from harness.procfs import GuestObservations
 from harness.revisions import Revision
 from harness.scenarios.guest_checks import format_splats, hinted_vs_free, observe, splats
@@ -40,10 +41,14 @@ def negative_window_for(revision: Revision) -> float:
 
 
 def test_release_returns_memory_to_host(
-    revision: Revision, pipeline, evidence: Path, release_mib: int, record_measurement
+    revision: Revision,
+    new_guest: GuestFactory,
+    evidence: Path,
+    release_mib: int,
+    record_measurement,
 ) -> None:
     at_peak: list[GuestObservations] = []
-    with pipeline.guest(revision, evidence) as vm:
+    with new_guest(revision, evidence) as vm:
         m = measure_release(
             vm,
             release_mib,
@@ -91,9 +96,9 @@ def test_release_returns_memory_to_host(
 
 
 def test_negative_control_feature_off(
-    revision: Revision, pipeline, evidence: Path, release_mib: int
+    revision: Revision, new_guest: GuestFactory, evidence: Path, release_mib: int
 ) -> None:
-    with pipeline.guest(revision, evidence, free_page_reporting=False) as vm:
+    with new_guest(revision, evidence, free_page_reporting=False) as vm:
         m = measure_release(
             vm, release_mib, expect_return=False, deadline_s=negative_window_for(revision)
         )

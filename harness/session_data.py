@@ -1,0 +1,86 @@
+"""What a run hands to the session-end reports (compare.md, the RSS plot, the time
+breakdown), kept as results/session-data.json. xdist workers leave theirs in
+results/<worker>/ for the controller; CI shards leave theirs for `python3 -m harness report`,
+which merges them the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.rss import RssSample
+from harness.workloads import ReleaseMeasurement
+
+SESSION_DATA_FILE = "session-data.json"
+
+
+@dataclass
+class SessionData:
+    """What one process hands to the session-end reports."""
+
+    measurements: list[dict] = field(default_factory=list)
+    release_series: dict[str, ReleaseMeasurement] = field(default_factory=dict)
+    fault_rates: dict[str, float] = field(default_factory=dict)
+    time_spent: dict[str, float] = field(default_factory=dict)
+
+    def merge(self, other: SessionData) -> None:
+        self.measurements += other.measurements
+        self.release_series.update(other.release_series)
+        self.fault_rates.update(other.fault_rates)
+        for phase, seconds in other.time_spent.items():
+            self.time_spent[phase] = self.time_spent.get(phase, 0.0) + seconds
+
+
+def write_session_data(data: SessionData, directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    series = {
+        label: {
+            "mib": m.mib,
+            "baseline_rss": m.baseline_rss,
+            "peak_rss": m.peak_rss,
+            "released_at": m.released_at,
+            "final_rss": m.final_rss,
+            "watched_s": m.watched_s,
+            "touch_seconds": m.touch_seconds,
+            "samples": [[s.t, s.rss_bytes] for s in m.samples],
+        }
+        for label, m in data.release_series.items()
+    }
+    path = directory / SESSION_DATA_FILE
+    payload = {
+        "measurements": data.measurements,
+        "release_series": series,
+        "fault_rates": data.fault_rates,
+        "time_spent": data.time_spent,
+    }
+    path.write_text(json.dumps(payload) + "\n")
+    return path
+
+
+def read_session_data(path: Path) -> SessionData:
+    raw = json.loads(path.read_text())
+    series = {}
+    for label, m in raw.get("release_series", {}).items():
+        samples = [RssSample(t, rss) for t, rss in m.pop("samples")]
+        series[label] = ReleaseMeasurement(**m, samples=samples)
+    return SessionData(
+        measurements=raw.get("measurements", []),
+        release_series=series,
+        fault_rates=raw.get("fault_rates", {}),
+        time_spent=raw.get("time_spent", {}),
+    )
+
+
+def gather_session_data(paths: list[Path]) -> SessionData:
+    """The session data of several runs (xdist workers, CI shards) merged, in that order."""
+    merged = SessionData()
+    for path in paths:
+        merged.merge(read_session_data(path))
+    return merged
+
+
+def gather_worker_data(root: Path) -> SessionData:
+    """Everything the xdist workers of this run left under `root` (<root>/gw*/)."""
+    return gather_session_data(sorted(root.glob(f"gw*/{SESSION_DATA_FILE}")))

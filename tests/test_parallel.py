@@ -1,0 +1,135 @@
+"""Parallel guests and sharded runs: per-worker ports and results, session data handed from
+workers (or CI shards) to the reports, and `python3 -m harness report` merging shards."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from junitparser import JUnitXml
+
+from harness import parallel
+from harness.paths import REPO_ROOT
+from harness.report import ReportError, merge_shards
+from harness.rss import RssSample
+from harness.session_data import (
+    SESSION_DATA_FILE,
+    SessionData,
+    gather_worker_data,
+    read_session_data,
+    write_session_data,
+)
+from harness.ssh import pick_free_port
+from harness.workloads import ReleaseMeasurement
+from tests.test_report import TINY, pytest_junit
+
+
+@pytest.fixture
+def worker(monkeypatch: pytest.MonkeyPatch):
+    def become(name: str | None) -> None:
+        if name is None:
+            monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+        else:
+            monkeypatch.setenv("PYTEST_XDIST_WORKER", name)
+
+    return become
+
+
+def test_each_worker_has_its_own_ports_and_results(worker, tmp_path: Path) -> None:
+    worker(None)
+    assert parallel.worker_port_range() is None
+    assert parallel.own_results_dir(tmp_path) == tmp_path
+    worker("gw0")
+    first = parallel.worker_port_range()
+    assert parallel.own_results_dir(tmp_path) == tmp_path / "gw0"
+    worker("gw1")
+    second = parallel.worker_port_range()
+    assert parallel.own_results_dir(tmp_path) == tmp_path / "gw1"
+    assert first is not None and second is not None
+    assert not set(first) & set(second)
+    assert second.stop <= 32768, "must stay below Linux's ephemeral ports"
+
+
+def test_a_worker_picks_a_free_port_from_its_range_only(worker) -> None:
+    worker("gw1")
+    ports = parallel.worker_port_range()
+    assert ports is not None
+    picked = {pick_free_port() for _ in range(20)}
+    assert picked <= set(ports)
+    # A port held by someone else is never handed out.
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", next(iter(picked))))
+        holder.listen()
+        held = holder.getsockname()[1]
+        assert held not in {pick_free_port() for _ in range(200)}
+
+
+def _measurement(label_rss: int) -> ReleaseMeasurement:
+    samples = [RssSample(0.0, label_rss), RssSample(1.0, label_rss // 2)]
+    return ReleaseMeasurement(1200, 100, label_rss, 0.5, label_rss // 2, 1.0, 2.5, samples)
+
+
+def test_session_data_round_trips_and_workers_merge(tmp_path: Path) -> None:
+    one = SessionData(
+        measurements=[{"revision": "stock", "returned_bytes": 1}],
+        release_series={"stock": _measurement(2000)},
+        fault_rates={"stock": 100.0},
+        time_spent={"make": 10.0, "boot": 2.0},
+    )
+    two = SessionData(
+        measurements=[{"revision": "hinting-v2", "returned_bytes": 2}],
+        release_series={"hinting-v2": _measurement(4000)},
+        fault_rates={"hinting-v2": 90.0},
+        time_spent={"make": 5.0, "boot": 3.0},
+    )
+    write_session_data(one, tmp_path / "gw0")
+    write_session_data(two, tmp_path / "gw1")
+    assert read_session_data(tmp_path / "gw0" / SESSION_DATA_FILE) == one
+    merged = gather_worker_data(tmp_path)
+    assert [m["revision"] for m in merged.measurements] == ["stock", "hinting-v2"]
+    assert merged.release_series["hinting-v2"].samples[1] == RssSample(1.0, 2000)
+    assert merged.fault_rates == {"stock": 100.0, "hinting-v2": 90.0}
+    assert merged.time_spent == {"make": 15.0, "boot": 5.0}
+
+
+def _shard(tmp_path: Path, name: str, revision: str, body: str) -> Path:
+    shard = tmp_path / name
+    shard.mkdir()
+    pytest_junit(shard, name, body).rename(shard / "junit.xml")
+    row = {"revision": revision, "returned_bytes": 1000 << 20, "seconds_to_90pct": 3.0}
+    write_session_data(
+        SessionData(measurements=[row], release_series={revision: _measurement(3000)}), shard
+    )
+    return shard
+
+
+def test_shards_merge_into_one_junit_and_one_comparison(tmp_path: Path) -> None:
+    shards = [
+        _shard(tmp_path, "stock", "stock", TINY),
+        _shard(tmp_path, "fixed", "hinting-v2-fixed", "def test_more():\n    pass\n"),
+    ]
+    out = tmp_path / "merged"
+    merge_shards(shards, out)
+    junit = JUnitXml.fromfile(str(out / "junit.xml"))
+    assert (junit.tests, junit.failures, junit.errors) == (5, 1, 1)
+    compare = (out / "compare.md").read_text()
+    assert "stock" in compare and "hinting-v2-fixed" in compare
+    assert (out / "compare-rss.png").is_file()
+    lines = (out / "measurements.jsonl").read_text().splitlines()
+    assert [json.loads(line)["revision"] for line in lines] == ["stock", "hinting-v2-fixed"]
+
+
+def test_report_command_names_a_shard_without_results(tmp_path: Path) -> None:
+    with pytest.raises(ReportError, match=r"no junit.xml in .*nothing"):
+        merge_shards([tmp_path / "nothing"], tmp_path / "out")
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "report", str(tmp_path / "nothing"),
+         "--results", str(tmp_path / "out")],
+        cwd=REPO_ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "no junit.xml in" in done.stderr and "nothing" in done.stderr
