@@ -146,6 +146,8 @@ def judge_kernel(
     """
     config = config or JudgeConfig()
     state = obs.hinting
+    if obs.hinting_parse_error is not None:
+        return Verdict((Check("debugfs_parses", Status.FAIL, obs.hinting_parse_error),))
     if state is None or (not state.device and config.device_expected):
         why = "no debugfs page_hinting/state" if state is None else "device 0"
         return Verdict((Check("hinting_present", Status.FAIL, f"{why}: nothing to judge"),))

@@ -14,12 +14,14 @@ from harness import dmesg
 from harness.judge import judge_kernel
 from harness.known_splats import is_known, load_known_splats
 from harness.procfs import (
+    HINTING_STATE_PATH,
     GuestObservations,
     parse_buddyinfo,
     parse_hinting_state,
     parse_meminfo,
     parse_pagetypeinfo,
     parse_zoneinfo,
+    read_observations,
 )
 from harness.revisions import HINTING_V2, HINTING_V2_FIXED
 
@@ -87,3 +89,29 @@ def test_real_fixed_debug_log_is_clean() -> None:
     text = (DMESG / "hinting-v2-fixed-debug-clean.console.log").read_text()
     assert "page_hinting" in text or "virtio" in text  # a real boot log, not an empty file
     assert dmesg.classify(text) == []
+
+
+def test_debugfs_output_that_does_not_parse_is_a_failed_check_naming_the_line() -> None:
+    """A series that prints something the contract does not allow fails `debugfs_parses`
+    with the offending line, instead of raising out of the scenario."""
+    files = {
+        "/proc/zoneinfo": "zoneinfo",
+        "/proc/buddyinfo": "buddyinfo",
+        "/proc/pagetypeinfo": "pagetypeinfo",
+        "/proc/meminfo": "meminfo",
+    }
+    text = (V2_PROC / "hinting_state").read_text()
+    broken = text.replace("order 9 mt Unmovable free", "order nine mt Unmovable free", 1)
+    assert broken != text
+
+    def read(path: str) -> str:
+        if path == HINTING_STATE_PATH:
+            return broken
+        return (V2_PROC / files[path]).read_text()
+
+    obs = read_observations(read)
+    verdict = judge_kernel(obs)
+    assert not verdict.passed
+    check = verdict.check("debugfs_parses")
+    assert "order nine mt Unmovable" in check.detail and "line" in check.detail
+    assert str(verdict).count("FAIL") == 2  # the verdict's head and this check
