@@ -1,5 +1,5 @@
-"""Lifecycle events driven over QMP on a running GuestVM: unplug and plug the balloon,
-move the balloon's target, add a memory DIMM. (A reset is GuestVM.reset: it owns the boot.)
+"""Lifecycle events driven over QMP on a running guest: unplug and plug the balloon,
+move the balloon's target, add a memory DIMM. (A reset is Guest.reset: it owns the boot.)
 
 Each helper waits for QEMU and the guest to have acted, and says how long that took.
 """
@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 
 from harness.errors import QmpUnsupported, VMError
+from harness.guest import Guest
 from harness.poll import poll_until
 from harness.units import MiB
 from harness.vm import BALLOON_DRIVER, BALLOON_ID, GuestVM, balloon_properties, hotpluggable_balloon
@@ -18,7 +19,7 @@ UNPLUG_TIMEOUT_S = 60.0
 BALLOON_TIMEOUT_S = 120.0  # inflating 512 MiB page by page under TCG takes seconds
 
 
-def _require_hotpluggable_balloon(vm: GuestVM, command: str) -> None:
+def _require_hotpluggable_balloon(vm: GuestVM | Guest, command: str) -> None:
     if not hotpluggable_balloon(vm.config):
         raise QmpUnsupported(
             f"{command} of {BALLOON_ID}: machine {vm.config.machine!r} has no hot-pluggable "
@@ -27,7 +28,7 @@ def _require_hotpluggable_balloon(vm: GuestVM, command: str) -> None:
         )
 
 
-def unplug_balloon(vm: GuestVM, timeout: float = UNPLUG_TIMEOUT_S) -> float:
+def unplug_balloon(vm: GuestVM | Guest, timeout: float = UNPLUG_TIMEOUT_S) -> float:
     """device_del the balloon and wait for QEMU's DEVICE_DELETED (the guest released it)."""
     _require_hotpluggable_balloon(vm, "device_del")
     started = time.monotonic()
@@ -37,13 +38,13 @@ def unplug_balloon(vm: GuestVM, timeout: float = UNPLUG_TIMEOUT_S) -> float:
     return time.monotonic() - started
 
 
-def plug_balloon(vm: GuestVM) -> None:
+def plug_balloon(vm: GuestVM | Guest) -> None:
     """device_add the balloon again with the properties it was started with."""
     _require_hotpluggable_balloon(vm, "device_add")
     vm.qmp_execute("device_add", {"driver": BALLOON_DRIVER, **balloon_properties(vm.config)})
 
 
-def balloon_actual_mib(vm: GuestVM) -> int:
+def balloon_actual_mib(vm: GuestVM | Guest) -> int:
     """The guest's memory as QEMU's balloon sees it (query-balloon "actual")."""
     return int(vm.qmp_execute("query-balloon")["actual"]) // MiB
 
@@ -60,7 +61,7 @@ class BalloonMove:
 
 
 def set_balloon_target(
-    vm: GuestVM, target_mib: int, timeout: float = BALLOON_TIMEOUT_S
+    vm: GuestVM | Guest, target_mib: int, timeout: float = BALLOON_TIMEOUT_S
 ) -> BalloonMove:
     """Ask for `target_mib` of guest memory and poll query-balloon until the guest is there
     (or `timeout`: the result then says where it got to)."""
@@ -72,7 +73,7 @@ def set_balloon_target(
     return BalloonMove(target_mib, actual, time.monotonic() - started)
 
 
-def add_dimm(vm: GuestVM, mib: int, index: int = 0) -> str:
+def add_dimm(vm: GuestVM | Guest, mib: int, index: int = 0) -> str:
     """Plug a `mib` MiB pc-dimm (RAM backed); the guest onlines it (auto-online). Its id."""
     if not vm.config.hotplug_mib:
         raise QmpUnsupported(

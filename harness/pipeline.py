@@ -14,6 +14,7 @@ from pathlib import Path
 
 from harness import accel, build, image, source
 from harness.errors import HarnessError
+from harness.guest import Guest
 from harness.revisions import STOCK, Revision
 from harness.series import load_series
 from harness.ssh import generate_run_key
@@ -22,8 +23,8 @@ from harness.vm import GuestVM, VMConfig
 log = logging.getLogger("harness")
 
 # `Pipeline.guest` as the scenarios get it (the `new_guest` fixture): revision, workdir and
-# options in, a not-yet-started GuestVM out.
-GuestFactory = Callable[..., GuestVM]
+# options in, a not-yet-started Guest out.
+GuestFactory = Callable[..., Guest]
 
 # Debug kernels boot with a second vCPU (ACPI's MADT lists it: kconfigs/base.config), so that
 # lockdep and KASAN see the worker and the workloads run concurrently.
@@ -96,8 +97,8 @@ class Pipeline:
         smp: int | None = None,
         hotplug_mib: int = 0,
         keep_key_file: bool = False,
-    ) -> GuestVM:
-        """A not-yet-started VM for `revision`; use it as a context manager."""
+    ) -> Guest:
+        """A not-yet-started guest (VM + SSH) of `revision`; use it as a context manager."""
         kernel = self.build(revision).bzimage
         key = generate_run_key()
         run_initrd = image.make_run_initrd(self.image, key.public_line, workdir)
@@ -107,7 +108,6 @@ class Pipeline:
             kernel=kernel,
             initrd=run_initrd,
             workdir=workdir,
-            ssh_key=key.private,
             memory_mib=memory_mib or self.memory_mib,
             smp=smp or (DEBUG_SMP if revision.debug else self.smp),
             accel=self.accel,
@@ -118,10 +118,10 @@ class Pipeline:
             boot_timeout=boot_timeout,
             hotplug_mib=hotplug_mib,
         )
-        return GuestVM(config)
+        return Guest(GuestVM(config), key.private)
 
 
-def ssh_command(vm: GuestVM) -> str:
+def ssh_command(vm: Guest | GuestVM) -> str:
     """What a person pastes to log into the guest."""
     key = vm.config.workdir / "ssh_key"
     return (

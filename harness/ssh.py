@@ -74,9 +74,9 @@ class GuestSSH:
         self.port = port
         self.user = user
         self._key = key
-        # Set by GuestVM so that failures can show what the guest console said.
+        # Set by harness.guest.Guest so that failures can show what the guest console said.
         self.console_tail = console_tail
-        # Set by GuestVM: raises (QemuDied) when the VM behind the connection is gone, so
+        # Set by Guest: raises (QemuDied) when the VM behind the connection is gone, so
         # that a dead QEMU is named as such instead of as a timeout or a broken channel.
         self.check_peer = check_peer
         self._client: paramiko.SSHClient | None = None

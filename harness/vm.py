@@ -1,8 +1,9 @@
-"""GuestVM: one QEMU process, owned from launch to kill, with console watch, QMP and SSH.
+"""GuestVM: one QEMU process, owned from launch to kill, with console watch and QMP (the SSH
+session into the guest is harness.guest's, beside it).
 
 Lifecycle: check the port and the binary, launch QEMU (console to workdir/console.log,
-watched by a thread), wait for the ready marker "PHH-READY <boot-id>" that images/init prints,
-connect SSH; on exit ask QEMU to quit over QMP, then SIGKILL if it lingers. Every path
+watched by a thread), wait for the ready marker "PHH-READY <boot-id>" that images/init prints;
+on exit ask QEMU to quit over QMP, then SIGKILL if it lingers. Every path
 (exceptions, KeyboardInterrupt, a forgotten close, interpreter exit, even the death of the
 Python process via PR_SET_PDEATHSIG) ends with the QEMU process gone.
 """
@@ -26,7 +27,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import paramiko
 from qemu.qmp import ExecuteError, QMPClient, QMPError
 
 from harness.errors import (
@@ -40,7 +40,7 @@ from harness.errors import (
     VMLaunchFailure,
 )
 from harness.progress import add_time
-from harness.ssh import GuestSSH, pick_free_port, port_is_free
+from harness.ssh import pick_free_port, port_is_free
 
 QEMU_BINARY = "qemu-system-x86_64"
 READY_PREFIX = "PHH-READY"
@@ -63,7 +63,7 @@ BALLOON_DRIVER = "virtio-balloon-pci"
 
 @dataclass
 class VMConfig:
-    """What to boot and how. `ssh_key` None: do not connect SSH (e.g. the KVM probe)."""
+    """What to boot and how (`ssh_port`: the host port forwarded to the guest's SSH)."""
 
     kernel: Path
     initrd: Path
@@ -77,7 +77,6 @@ class VMConfig:
     ssh_port: int | None = None
     boot_timeout: float = 60.0
     extra_cmdline: str = ""
-    ssh_key: paramiko.PKey | None = None
     machine: str = "q35"
     qemu_binary: str = QEMU_BINARY
     shutdown_timeout: float = 10.0
@@ -318,12 +317,10 @@ class GuestVM:
         self.ssh_port = 0
         self.command: list[str] = []
         self.boot_seconds: float | None = None  # launch -> ready marker
-        self.ssh_seconds: float | None = None  # launch -> SSH connected
         self._process: subprocess.Popen[bytes] | None = None
         self._finalizer: weakref.finalize | None = None
         self._watcher: ConsoleWatcher | None = None
         self._qmp: QMPConnection | None = None
-        self._ssh: GuestSSH | None = None
         self._private_dir: Path | None = None
         self._qemu_version: str | None = None
         self.paths = self._make_paths()
@@ -343,7 +340,7 @@ class GuestVM:
         self.close()
 
     def start(self) -> None:
-        """Launch QEMU, wait for the ready marker, connect SSH; on any failure, clean up."""
+        """Launch QEMU and wait for the ready marker; on any failure, clean up."""
         if self._process is not None:
             raise VMLaunchFailure(f"VM {self.boot_id} was already started", "use a new GuestVM")
         self._check_inputs()
@@ -356,9 +353,6 @@ class GuestVM:
             self.boot_seconds = time.monotonic() - launched
             if self.config.timing_phase:
                 add_time(self.config.timing_phase, self.boot_seconds)
-            if self.config.ssh_key is not None:
-                self._connect_ssh(launched + self.config.boot_timeout)
-                self.ssh_seconds = time.monotonic() - launched
         except BaseException as error:
             if isinstance(error, VMError):
                 error.during_boot = True
@@ -447,17 +441,6 @@ class GuestVM:
         if FATAL_QEMU_OUTPUT.search(self.qemu_output()):
             raise self._launch_failure("QEMU reported that the accelerator failed")
 
-    def _connect_ssh(self, deadline: float) -> None:
-        assert self.config.ssh_key is not None
-        ssh = GuestSSH(
-            port=self.ssh_port,
-            key=self.config.ssh_key,
-            console_tail=self.console_tail,
-            check_peer=self.check_alive,
-        )
-        ssh.connect(timeout=max(5.0, deadline - time.monotonic()))
-        self._ssh = ssh
-
     def _panic_error(self) -> GuestPanic:
         return GuestPanic(
             f"guest kernel {self.config.kernel} failed during boot "
@@ -543,15 +526,6 @@ class GuestVM:
         except FileNotFoundError:
             return ""
 
-    @property
-    def ssh(self) -> GuestSSH:
-        if self._ssh is None:
-            raise VMLaunchFailure(
-                f"VM {self.boot_id} has no SSH connection",
-                "pass VMConfig.ssh_key (and a run initrd with its public key)",
-            )
-        return self._ssh
-
     def _qmp_connection(self) -> QMPConnection:
         if self._process is None:
             raise VMLaunchFailure(f"VM {self.boot_id} is not running", "start() it first")
@@ -618,16 +592,14 @@ class GuestVM:
     # ----------------------------------------------------------------- reset
 
     def reset(self, timeout: float | None = None) -> float:
-        """system_reset over QMP, wait for the guest to boot again, reconnect SSH.
+        """system_reset over QMP and wait for the guest to boot again (SSH: Guest.reset).
 
         QEMU runs with -no-reboot (a panicking guest ends the run), under which a reset
         is a shutdown: the reboot action is set to "reset" for this one reset and back.
-        Returns the seconds from the reset to the new SSH session."""
+        Returns the seconds from the reset to the new ready marker."""
         assert self._watcher is not None
         timeout = timeout or self.config.boot_timeout
         boots = self._watcher.ready_count
-        if self._ssh is not None:
-            self._ssh.close()
         self.qmp_execute("set-action", {"reboot": "reset"})
         started = time.monotonic()
         self.qmp_execute("system_reset")
@@ -645,17 +617,12 @@ class GuestVM:
                 )
             time.sleep(POLL_SECONDS)
         self.qmp_execute("set-action", {"reboot": "shutdown"})
-        if self.config.ssh_key is not None:
-            self._connect_ssh(deadline)
         return time.monotonic() - started
 
     # ----------------------------------------------------------------- shutdown
 
     def close(self) -> None:
         """Stop the guest: QMP quit, then SIGKILL after shutdown_timeout. Idempotent."""
-        if self._ssh is not None:
-            self._ssh.close()
-            self._ssh = None
         try:
             if self.is_running():
                 self._quit_politely()

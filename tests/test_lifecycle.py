@@ -16,6 +16,7 @@ import pytest
 
 from harness import image
 from harness.errors import QemuDied, QmpUnsupported, SSHError
+from harness.guest import Guest
 from harness.lifecycle import (
     add_dimm,
     balloon_actual_mib,
@@ -91,35 +92,34 @@ def run_initrd(tmp_path_factory: pytest.TempPathFactory, run_key: RunKey) -> Pat
     return image.make_run_initrd(base, run_key.public_line, tmp_path_factory.mktemp("run"))
 
 
-def real_vm(workdir: Path, initrd: Path, key: RunKey, **overrides: object) -> GuestVM:
+def real_vm(workdir: Path, initrd: Path, key: RunKey, **overrides: object) -> Guest:
     values: dict[str, object] = {
         "kernel": stock_kernel(),
         "initrd": initrd,
         "workdir": workdir,
-        "ssh_key": key.private,
         "memory_mib": MEM_MIB,
     }
-    return GuestVM(VMConfig(**{**values, **overrides}))  # type: ignore[arg-type]
+    return Guest(GuestVM(VMConfig(**{**values, **overrides})), key.private)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
 def hotplug_vm(
     tmp_path_factory: pytest.TempPathFactory, run_initrd: Path, run_key: RunKey
-) -> Iterator[GuestVM]:
+) -> Iterator[Guest]:
     vm = real_vm(tmp_path_factory.mktemp("hotplug"), run_initrd, run_key, hotplug_mib=256)
     with vm:
         yield vm
     assert process_gone(vm.pid)
 
 
-def guest_has_balloon(vm: GuestVM) -> bool:
+def guest_has_balloon(vm: Guest) -> bool:
     # virtio id 5 is the balloon
     out = vm.ssh.run("grep -l 0x0005 /sys/bus/virtio/devices/*/device").stdout
     return bool(out.strip())
 
 
 @pytest.mark.real
-def test_real_balloon_unplug_and_plug(hotplug_vm: GuestVM) -> None:
+def test_real_balloon_unplug_and_plug(hotplug_vm: Guest) -> None:
     assert guest_has_balloon(hotplug_vm)
     seconds = unplug_balloon(hotplug_vm)
     print(f"DEVICE_DELETED {seconds:.2f} s after device_del")
@@ -132,7 +132,7 @@ def test_real_balloon_unplug_and_plug(hotplug_vm: GuestVM) -> None:
 
 
 @pytest.mark.real
-def test_real_balloon_target(hotplug_vm: GuestVM) -> None:
+def test_real_balloon_target(hotplug_vm: Guest) -> None:
     def mem_total() -> int:
         return parse_meminfo(hotplug_vm.ssh.check("cat /proc/meminfo").stdout)["MemTotal"]
 
@@ -146,7 +146,7 @@ def test_real_balloon_target(hotplug_vm: GuestVM) -> None:
 
 
 @pytest.mark.real
-def test_real_memory_hotplug(hotplug_vm: GuestVM) -> None:
+def test_real_memory_hotplug(hotplug_vm: Guest) -> None:
     before = parse_meminfo(hotplug_vm.ssh.check("cat /proc/meminfo").stdout)["MemTotal"]
     add_dimm(hotplug_vm, 256)
     now, online = poll_until(
@@ -160,7 +160,7 @@ def test_real_memory_hotplug(hotplug_vm: GuestVM) -> None:
 
 
 @pytest.mark.real
-def test_real_unsupported_qmp_is_named_with_the_qemu_version(hotplug_vm: GuestVM) -> None:
+def test_real_unsupported_qmp_is_named_with_the_qemu_version(hotplug_vm: Guest) -> None:
     with pytest.raises(QmpUnsupported, match=r"QEMU \d+\.\d+.*no-such-command") as raised:
         hotplug_vm.qmp_execute("no-such-command")
     assert "CommandNotFound" in raised.value.message
@@ -174,7 +174,7 @@ def test_real_unsupported_qmp_is_named_with_the_qemu_version(hotplug_vm: GuestVM
 
 
 @pytest.mark.real
-def test_real_reset_boots_again(hotplug_vm: GuestVM) -> None:
+def test_real_reset_boots_again(hotplug_vm: Guest) -> None:
     boot_id = hotplug_vm.ssh.check("cat /proc/sys/kernel/random/boot_id").stdout
     seconds = hotplug_vm.reset()
     print(f"system_reset to SSH in {seconds:.1f} s")

@@ -13,6 +13,7 @@ import pytest
 
 from harness import image
 from harness.errors import SSHError
+from harness.guest import Guest
 from harness.pipeline import stock_kernel
 from harness.ssh import GuestSSH, generate_run_key, pick_free_port, port_is_free
 from harness.vm import GuestVM, VMConfig
@@ -86,31 +87,31 @@ def test_commands_need_a_connection() -> None:
 
 
 @pytest.fixture(scope="module")
-def vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuestVM]:
+def vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
     kernel = stock_kernel()
     assert kernel.is_file(), f"test kernel {kernel} missing: set PHH_TEST_KERNEL"
     key = generate_run_key()
     workdir = tmp_path_factory.mktemp("ssh-vm")
     initrd = image.make_run_initrd(image.build_image(), key.public_line, workdir)
-    config = VMConfig(kernel=kernel, initrd=initrd, workdir=workdir, ssh_key=key.private)
-    with GuestVM(config) as guest:
+    config = VMConfig(kernel=kernel, initrd=initrd, workdir=workdir)
+    with Guest(GuestVM(config), key.private) as guest:
         yield guest
 
 
 @pytest.mark.real
-def test_real_run_returns_status_and_both_streams(vm: GuestVM) -> None:
+def test_real_run_returns_status_and_both_streams(vm: Guest) -> None:
     result = vm.ssh.run("echo out; echo err >&2; exit 3")
     assert (result.exit_status, result.stdout, result.stderr) == (3, "out\n", "err\n")
 
 
 @pytest.mark.real
-def test_real_run_large_output(vm: GuestVM) -> None:
+def test_real_run_large_output(vm: Guest) -> None:
     result = vm.ssh.check("head -c 3000000 /dev/zero | tr '\\0' x")
     assert len(result.stdout) == 3_000_000
 
 
 @pytest.mark.real
-def test_real_check_failure_carries_stderr_and_console(vm: GuestVM) -> None:
+def test_real_check_failure_carries_stderr_and_console(vm: Guest) -> None:
     with pytest.raises(SSHError) as raised:
         vm.ssh.check("cat /no/such/file")
     assert "exit 1" in raised.value.message and "/no/such/file" in raised.value.message
@@ -118,14 +119,14 @@ def test_real_check_failure_carries_stderr_and_console(vm: GuestVM) -> None:
 
 
 @pytest.mark.real
-def test_real_run_timeout(vm: GuestVM) -> None:
+def test_real_run_timeout(vm: Guest) -> None:
     with pytest.raises(SSHError, match="timed out"):
         vm.ssh.run("sleep 30", timeout=1.0)
     assert vm.ssh.check("echo alive").stdout == "alive\n"  # the connection survives
 
 
 @pytest.mark.real
-def test_real_memhog_256(vm: GuestVM) -> None:
+def test_real_memhog_256(vm: Guest) -> None:
     def mem_free_kib() -> int:
         meminfo = vm.ssh.check("cat /proc/meminfo").stdout
         return int(
@@ -144,7 +145,7 @@ def test_real_memhog_256(vm: GuestVM) -> None:
 
 
 @pytest.mark.real
-def test_real_memhog_cycles_with_eof(vm: GuestVM) -> None:
+def test_real_memhog_cycles_with_eof(vm: Guest) -> None:
     with vm.ssh.start("memhog --cycles 2 32") as hog:
         hog.expect_line("touched 32")
         hog.close_stdin()  # EOF releases each cycle without waiting
@@ -154,13 +155,13 @@ def test_real_memhog_cycles_with_eof(vm: GuestVM) -> None:
 
 
 @pytest.mark.real
-def test_real_memhog_failure_goes_to_stderr(vm: GuestVM) -> None:
+def test_real_memhog_failure_goes_to_stderr(vm: Guest) -> None:
     result = vm.ssh.run("memhog 999999")
     assert result.exit_status == 1 and "mmap of 999999 MiB failed" in result.stderr
 
 
 @pytest.mark.real
-def test_real_tmpfill(vm: GuestVM) -> None:
+def test_real_tmpfill(vm: Guest) -> None:
     with vm.ssh.start("tmpfill /tmp/fill 64") as fill:
         fill.expect_line("filled", timeout=120)
         assert vm.ssh.check("stat -c %s /tmp/fill").stdout.strip() == str(64 << 20)
@@ -171,6 +172,6 @@ def test_real_tmpfill(vm: GuestVM) -> None:
 
 
 @pytest.mark.real
-def test_real_read_line_timeout(vm: GuestVM) -> None:
+def test_real_read_line_timeout(vm: Guest) -> None:
     with vm.ssh.start("sleep 20") as sleeper, pytest.raises(SSHError, match="no line"):
         sleeper.read_line(timeout=1.0)

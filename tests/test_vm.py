@@ -21,6 +21,7 @@ from harness.errors import (
     VMError,
     VMLaunchFailure,
 )
+from harness.guest import Guest
 from harness.pipeline import stock_kernel
 from harness.ssh import RunKey, generate_run_key
 from harness.vm import GuestVM, QemuPaths, VMConfig, build_qemu_command
@@ -327,15 +328,15 @@ def real_config(tmp_path: Path, initrd: Path, **overrides: object) -> VMConfig:
 @pytest.fixture(scope="module")
 def booted_vm(
     tmp_path_factory: pytest.TempPathFactory, run_initrd: Path, run_key: RunKey
-) -> Iterator[GuestVM]:
-    config = real_config(tmp_path_factory.mktemp("booted"), run_initrd, ssh_key=run_key.private)
-    with GuestVM(config) as vm:
+) -> Iterator[Guest]:
+    config = real_config(tmp_path_factory.mktemp("booted"), run_initrd)
+    with Guest(GuestVM(config), run_key.private) as vm:
         yield vm
     assert not vm.is_running()
 
 
 @pytest.mark.real
-def test_real_boot_to_ssh_and_zoneinfo(booted_vm: GuestVM) -> None:
+def test_real_boot_to_ssh_and_zoneinfo(booted_vm: Guest) -> None:
     print(
         f"boot-to-ready {booted_vm.boot_seconds:.1f} s, boot-to-ssh {booted_vm.ssh_seconds:.1f} s"
     )
@@ -346,7 +347,7 @@ def test_real_boot_to_ssh_and_zoneinfo(booted_vm: GuestVM) -> None:
 
 
 @pytest.mark.real
-def test_real_guest_mounts_and_network(booted_vm: GuestVM) -> None:
+def test_real_guest_mounts_and_network(booted_vm: Guest) -> None:
     mounts = booted_vm.ssh.check("cat /proc/mounts").stdout
     for mountpoint in ("/proc", "/sys", "/dev", "/dev/pts", "/tmp", "/run", "/sys/kernel/debug"):
         assert f" {mountpoint} " in mounts, mountpoint
@@ -354,13 +355,13 @@ def test_real_guest_mounts_and_network(booted_vm: GuestVM) -> None:
 
 
 @pytest.mark.real
-def test_real_qmp_query_balloon(booted_vm: GuestVM) -> None:
+def test_real_qmp_query_balloon(booted_vm: Guest) -> None:
     balloon = booted_vm.qmp_execute("query-balloon")
     assert balloon["actual"] == booted_vm.config.memory_mib << 20
 
 
 @pytest.mark.real
-def test_real_qemu_pid_is_the_qemu_process(booted_vm: GuestVM) -> None:
+def test_real_qemu_pid_is_the_qemu_process(booted_vm: Guest) -> None:
     cmdline = Path(f"/proc/{booted_vm.pid}/cmdline").read_bytes().split(b"\0")
     assert cmdline[0].endswith(b"qemu-system-x86_64")
     assert f"phh.boot={booted_vm.boot_id}".encode() in b" ".join(cmdline)
@@ -400,7 +401,7 @@ def test_real_guest_never_ready(tmp_path: Path, run_initrd: Path) -> None:
 
 
 @pytest.mark.real
-def test_real_guest_cannot_reach_the_host(booted_vm: GuestVM) -> None:
+def test_real_guest_cannot_reach_the_host(booted_vm: Guest) -> None:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()

@@ -28,6 +28,7 @@ import pytest
 
 from harness import dmesg
 from harness.evidence import save_console, save_json
+from harness.guest import Guest
 from harness.judge import (
     FreeMemory,
     JudgeConfig,
@@ -50,7 +51,6 @@ from harness.rss import read_rss_bytes
 from harness.scenarios.guest_checks import format_splats, observe, splats
 from harness.spec import HintingSpec, load_spec
 from harness.units import MiB
-from harness.vm import GuestVM
 from harness.workloads import (
     measure_release,
     read_hinting_state,
@@ -88,7 +88,7 @@ UNPLUG_REACT_DELAY_MS = 200  # ~3 batches of 384 MiB: the worker is busy for ~0.
 @dataclass
 class LifecycleGuest:
     revision: Revision
-    vm: GuestVM
+    vm: Guest
     evidence: Path
     spec: HintingSpec
     verdicts: list[str] = field(default_factory=list)
