@@ -175,6 +175,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if getattr(config.option, "numprocesses", None) and config.option.dist in ("no", "load"):
         # Tests sharing a per-revision guest must stay on one worker (xdist_group marks).
         config.option.dist = "loadgroup"
+    if hasattr(config, "workerinput"):
+        # An xdist worker parses the command line again, where `-n 2` alone leaves --dist
+        # at "no": it must still tag the groups (node id "...@group") for the controller.
+        config.option.loadgroup = True
     config.addinivalue_line("markers", "hinting: only for revisions that carry the series")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     config.stash[SESSION_DATA] = SessionData()

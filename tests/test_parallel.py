@@ -8,11 +8,12 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from junitparser import JUnitXml
 
-from harness import parallel
+from harness import parallel, plugin
 from harness.paths import REPO_ROOT
 from harness.report import ReportError, merge_shards
 from harness.rss import RssSample
@@ -133,3 +134,51 @@ def test_report_command_names_a_shard_without_results(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert "no junit.xml in" in done.stderr and "nothing" in done.stderr
+
+
+class FakeItem:
+    """Just what the plugin's grouping reads of a pytest item."""
+
+    def __init__(self, name: str, revision: str, fixture: str | None) -> None:
+        self.name = name
+        self.fixturenames = ["revision", *([fixture] if fixture else [])]
+        self.callspec = SimpleNamespace(params={"revision": SimpleNamespace(name=revision)})
+        self.location = ("harness/scenarios/test_x.py", len(name), name)
+        self.marks: list[pytest.MarkDecorator] = []
+
+    def add_marker(self, mark: pytest.MarkDecorator) -> None:
+        self.marks.append(mark)
+
+
+def test_tests_sharing_a_guest_are_one_xdist_group_per_revision() -> None:
+    items = [
+        FakeItem("a", "stock", "guest"),
+        FakeItem("release", "stock", None),
+        FakeItem("a", "hinting-v2", "guest"),
+        FakeItem("b", "stock", "guest"),
+        FakeItem("b", "hinting-v2", "guest"),
+    ]
+    plugin._group_by_revision(items, "guest")  # type: ignore[arg-type]
+    groups = {(i.name, i.callspec.params["revision"].name): i.marks for i in items}
+    assert groups[("release", "stock")] == []
+    for name in ("a", "b"):
+        for revision in ("stock", "hinting-v2"):
+            (mark,) = groups[(name, revision)]
+            assert mark.name == "xdist_group" and mark.args == (f"guest[{revision}]",)
+    # revision by revision, in definition order
+    order = [(i.name, i.callspec.params["revision"].name) for i in items]
+    assert order == [
+        ("a", "stock"), ("release", "stock"), ("b", "stock"), ("a", "hinting-v2"),
+        ("b", "hinting-v2"),
+    ]  # fmt: skip
+
+
+def test_a_worker_tags_groups_even_when_only_n_was_given() -> None:
+    """An xdist worker parses `-n 2` again and sees --dist "no"; it must still tag the
+    groups, or the controller's loadgroup scheduling splits a shared guest's tests."""
+    config = pytest.Config.fromdictargs({}, [])  # type: ignore[attr-defined]
+    config.workerinput = {"workerid": "gw0"}  # type: ignore[attr-defined]
+    config.option.xmlpath = "/dev/null"
+    config.option.dist = "no"
+    plugin.pytest_configure(config)
+    assert config.option.loadgroup is True
