@@ -156,7 +156,8 @@ def _group_by_revision(items: list[pytest.Item], fixture: str) -> None:
         revision = item.callspec.params["revision"].name  # type: ignore[attr-defined]
         rank.setdefault(revision, len(rank))
         # Under `-n 2` (--dist loadgroup) one worker runs them all, in this order.
-        item.add_marker(pytest.mark.xdist_group(f"{fixture}[{revision}]"))
+        # (no "]" in the name: xdist takes a node id ending in "]" as having no group)
+        item.add_marker(pytest.mark.xdist_group(f"{fixture}-{revision}"))
 
     def key(item: pytest.Item) -> tuple[int, str, int]:
         revision = item.callspec.params["revision"].name  # type: ignore[attr-defined]

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 from junitparser import JUnitXml
+from xdist.scheduler.loadgroup import LoadGroupScheduling
 
 from harness import parallel, plugin
 from harness.paths import REPO_ROOT
@@ -164,7 +165,10 @@ def test_tests_sharing_a_guest_are_one_xdist_group_per_revision() -> None:
     for name in ("a", "b"):
         for revision in ("stock", "hinting-v2"):
             (mark,) = groups[(name, revision)]
-            assert mark.name == "xdist_group" and mark.args == (f"guest[{revision}]",)
+            assert mark.name == "xdist_group" and mark.args == (f"guest-{revision}",)
+            # the node id xdist's worker makes of it is scheduled as that group
+            node_id = f"harness/scenarios/test_x.py::test_{name}[{revision}]@{mark.args[0]}"
+            assert LoadGroupScheduling._split_scope(None, node_id) == mark.args[0]  # type: ignore[arg-type]
     # revision by revision, in definition order
     order = [(i.name, i.callspec.params["revision"].name) for i in items]
     assert order == [
