@@ -200,6 +200,9 @@ RESULT_MARKERS = ("finished", "junit.xml", "measurements.jsonl", "verdict.txt")
 
 
 SESSION_STARTED = pytest.StashKey[float]()
+# In a worker's time_spent: its whole session, so that the controller can tell the
+# scenarios' share of the workers' time from the phases'.
+WORKER_SESSION_KEY = "worker_session"
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
@@ -209,14 +212,19 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if started is None or config.option.collectonly or not is_controller(config):
         return
     total = time.monotonic() - started
-    spent = config.stash[SESSION_DATA].time_spent
+    spent = dict(config.stash[SESSION_DATA].time_spent)
+    busy = spent.pop(WORKER_SESSION_KEY, None)  # the workers' session seconds, summed
     terminalreporter.write_sep("-", "time breakdown")
-    if getattr(config.option, "numprocesses", None):
-        terminalreporter.write_line("(phases summed over the workers; the total is wall time)")
-    terminalreporter.write_line(format_breakdown(total, spent))
+    if busy is None:
+        terminalreporter.write_line(format_breakdown(total, spent))
+    else:
+        terminalreporter.write_line(
+            f"summed over the workers: {format_breakdown(busy, spent)}; wall time {total:.1f} s"
+        )
     out = results_root(config)
     if out.is_dir():
-        (out / "timing.json").write_text(json.dumps({**spent, "total": total}, indent=1) + "\n")
+        timing = {**spent, "total": total, **({"workers_busy": busy} if busy else {})}
+        (out / "timing.json").write_text(json.dumps(timing, indent=1) + "\n")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -399,6 +407,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     data.time_spent = time_spent()
     root = results_root(config)
     if not is_controller(config):
+        started = config.stash.get(SESSION_STARTED, time.monotonic())
+        data.time_spent[WORKER_SESSION_KEY] = time.monotonic() - started
         write_session_data(data, own_results_dir(root))
         return
     if not session.testscollected:
