@@ -28,7 +28,7 @@ from harness.fsutil import atomic_directory
 from harness.paths import IMAGES_DIR, cache_dir, cache_root
 from harness.progress import step
 from harness.tools import run_logged, tool_failure
-from harness.vm import QEMU_BINARY, accel_args
+from harness.vm import QEMU_BINARY, accel_args, exit_description
 
 log = logging.getLogger("harness")
 
@@ -150,11 +150,8 @@ def run_probe(
         return True, f"the probe kernel ran under {accel}"
     if done.returncode == PROBE_EXIT_WRONG_SUM:
         return False, f"the probe kernel computed a wrong result under {accel}"
-    return False, f"QEMU {_status(done.returncode)} under {accel}" + (f" ({said})" if said else "")
-
-
-def _status(returncode: int) -> str:
-    return f"exited with status {returncode}" if returncode >= 0 else f"got signal {-returncode}"
+    what = f"QEMU {exit_description(done.returncode)} under {accel}"
+    return False, what + (f" ({said})" if said else "")
 
 
 def probe_kvm(

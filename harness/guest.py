@@ -31,6 +31,7 @@ class Guest:
         self._key = key
         self._ssh: GuestSSH | None = None
         self.ssh_seconds: float | None = None  # launch -> SSH connected
+        self._connect_seconds = 0.0
 
     def __enter__(self) -> Guest:
         self.start()

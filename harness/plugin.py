@@ -415,6 +415,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if getattr(config.option, "numprocesses", None):
         data.merge(gather_worker_data(root))
+        report.write_measurements(data.measurements, root)
     write_session_data(data, root)
     report.write_session_reports(data, root)
     (root / "finished").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + "\n")

@@ -304,13 +304,10 @@ def fault_benchmark_section(rates: dict[str, float], baseline: str = "stock") ->
 
 
 def write_session_reports(data: SessionData, out: Path) -> None:
-    """compare.md and compare.csv (release rows, then the page-fault benchmark), the RSS plot,
-    and measurements.jsonl: from one run, its xdist workers, or several CI shards."""
+    """compare.md and compare.csv (release rows, then the page-fault benchmark) and the RSS
+    plot: from one run, its xdist workers, or several CI shards."""
     out.mkdir(parents=True, exist_ok=True)
     rows, fault_rates = data.measurements, data.fault_rates
-    if rows:
-        lines = "".join(json.dumps(row) + "\n" for row in rows)
-        (out / "measurements.jsonl").write_text(lines)
     if rows or fault_rates:
         markdown, _ = write_comparison(rows, out)
         if fault_rates:
@@ -341,5 +338,11 @@ def merge_shards(shards: Iterable[Path], out: Path) -> SessionData:
         [s / SESSION_DATA_FILE for s in shards if (s / SESSION_DATA_FILE).is_file()]
     )
     write_session_data(data, out)
+    write_measurements(data.measurements, out)
     write_session_reports(data, out)
     return data
+
+
+def write_measurements(rows: Sequence[Mapping[str, object]], out: Path) -> None:
+    """measurements.jsonl of merged runs (a single run appends to its own as it goes)."""
+    (out / "measurements.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))

@@ -7,7 +7,7 @@ which merges them the same way.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from harness.rss import RssSample
@@ -35,42 +35,18 @@ class SessionData:
 
 def write_session_data(data: SessionData, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    series = {
-        label: {
-            "mib": m.mib,
-            "baseline_rss": m.baseline_rss,
-            "peak_rss": m.peak_rss,
-            "released_at": m.released_at,
-            "final_rss": m.final_rss,
-            "watched_s": m.watched_s,
-            "touch_seconds": m.touch_seconds,
-            "samples": [[s.t, s.rss_bytes] for s in m.samples],
-        }
-        for label, m in data.release_series.items()
-    }
     path = directory / SESSION_DATA_FILE
-    payload = {
-        "measurements": data.measurements,
-        "release_series": series,
-        "fault_rates": data.fault_rates,
-        "time_spent": data.time_spent,
-    }
-    path.write_text(json.dumps(payload) + "\n")
+    path.write_text(json.dumps(asdict(data)) + "\n")
     return path
 
 
 def read_session_data(path: Path) -> SessionData:
     raw = json.loads(path.read_text())
     series = {}
-    for label, m in raw.get("release_series", {}).items():
-        samples = [RssSample(t, rss) for t, rss in m.pop("samples")]
+    for label, m in raw.pop("release_series", {}).items():
+        samples = [RssSample(**sample) for sample in m.pop("samples")]
         series[label] = ReleaseMeasurement(**m, samples=samples)
-    return SessionData(
-        measurements=raw.get("measurements", []),
-        release_series=series,
-        fault_rates=raw.get("fault_rates", {}),
-        time_spent=raw.get("time_spent", {}),
-    )
+    return SessionData(**raw, release_series=series)
 
 
 def gather_session_data(paths: list[Path]) -> SessionData:

@@ -120,18 +120,24 @@ class LifecycleGuest:
         debugfs 6/235 against pagetypeinfo 4/237 order-9/10 blocks). When only the checks
         that compare two files fail, the guest is observed again (up to CROSS_FILE_READS
         times, a second apart): a race goes away, a counting defect does not."""
-        for attempt in range(1, CROSS_FILE_READS + 1):
-            self.settle()
-            obs = self.observe(label if attempt == 1 else f"{label}-read{attempt}")
-            if not self.revision.hinting:
-                return obs, Verdict(())
-            verdict = judge_kernel(obs, JudgeConfig(require_idle=True), self.spec)
+        obs, verdict = self._judge_idle(label)
+        for attempt in range(2, CROSS_FILE_READS + 1):
             failed = {check.name for check in verdict.failures}
-            if not failed or not failed <= CROSS_FILE_CHECKS or attempt == CROSS_FILE_READS:
-                return obs, verdict
-            self.verdicts.append(f"== {label}: read {attempt} disagreed between files\n{verdict}")
+            if not failed or not failed <= CROSS_FILE_CHECKS:
+                break
+            self.verdicts.append(
+                f"== {label}: read {attempt - 1} disagreed between files\n{verdict}"
+            )
             time.sleep(1.0)
-        raise AssertionError("unreachable")
+            obs, verdict = self._judge_idle(f"{label}-read{attempt}")
+        return obs, verdict
+
+    def _judge_idle(self, label: str) -> tuple[GuestObservations, Verdict]:
+        self.settle()
+        obs = self.observe(label)
+        if not self.revision.hinting:
+            return obs, Verdict(())
+        return obs, judge_kernel(obs, JudgeConfig(require_idle=True), self.spec)
 
     def record(self, label: str, verdict: Verdict) -> Verdict:
         self.verdicts.append(f"== {label}\n{verdict}")
