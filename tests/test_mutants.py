@@ -14,7 +14,7 @@ from harness.spec import V2_SPEC, load_spec
 
 CLASSES = {
     "params", "trigger", "prediction", "work", "accounting",
-    "counting", "boundary", "integrity", "concurrency", "lifecycle",
+    "counting", "boundary", "integrity", "concurrency", "lifecycle", "interface",
 }  # fmt: skip
 
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
 
 from harness import dmesg
 from harness.judge import judge_kernel
@@ -24,6 +27,7 @@ from harness.procfs import (
     read_observations,
 )
 from harness.revisions import HINTING_V2, HINTING_V2_FIXED
+from harness.workloads import DebugfsUnreadable, read_hinting_state
 
 FIXTURES = Path(__file__).parent / "fixtures"
 V2_PROC = FIXTURES / "proc" / "guest-6.1-hinting-v2"
@@ -115,3 +119,15 @@ def test_debugfs_output_that_does_not_parse_is_a_failed_check_naming_the_line() 
     check = verdict.check("debugfs_parses")
     assert "order nine mt Unmovable" in check.detail and "line" in check.detail
     assert str(verdict).count("FAIL") == 2  # the verdict's head and this check
+
+
+def test_the_polling_read_of_a_broken_dump_is_the_same_failed_check() -> None:
+    """Steps that poll the dump (waiting for idle) fail the same named check, with the
+    line, as an AssertionError: a defect of the series, not an error of the harness."""
+    text = (V2_PROC / "hinting_state").read_text().replace(" free ", " nr_free ", 1)
+    vm = SimpleNamespace(ssh=SimpleNamespace(check=lambda command: SimpleNamespace(stdout=text)))
+    with pytest.raises(DebugfsUnreadable) as raised:
+        read_hinting_state(vm)
+    assert isinstance(raised.value, AssertionError)
+    message = str(raised.value)
+    assert "[FAIL] debugfs_parses:" in message and "nr_free" in message and "line" in message
