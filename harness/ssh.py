@@ -26,6 +26,9 @@ from harness.parallel import worker_port_range
 WAIT_CAP_SECONDS = 0.2
 RETRY_SECONDS = 0.25
 READ_CHUNK = 65536
+# After a dropped connection, how long to wait for QEMU to be reaped before calling it
+# a network fault rather than a dead VM.
+DROP_GRACE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ class GuestSSH:
         host: str = "127.0.0.1",
         user: str = "root",
         console_tail: Callable[[], str] | None = None,
-        check_peer: Callable[[], None] | None = None,
+        check_peer: Callable[[float], None] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -78,6 +81,7 @@ class GuestSSH:
         self.console_tail = console_tail
         # Set by Guest: raises (QemuDied) when the VM behind the connection is gone, so
         # that a dead QEMU is named as such instead of as a timeout or a broken channel.
+        # Its argument is how long to wait for the VM to end (used when the link dropped).
         self.check_peer = check_peer
         self._client: paramiko.SSHClient | None = None
 
@@ -220,11 +224,12 @@ class GuestSSH:
         return self._error(
             f"the SSH connection to {self._where()} dropped while {command!r} ran",
             "the guest or QEMU went away: look at the guest console",
+            peer_grace=DROP_GRACE_SECONDS,
         )
 
-    def _error(self, message: str, hint: str) -> SSHError:
+    def _error(self, message: str, hint: str, peer_grace: float = 0.0) -> SSHError:
         if self.check_peer is not None:
-            self.check_peer()
+            self.check_peer(peer_grace)
         if self.console_tail is not None:
             message = f"{message}\n--- guest console (tail) ---\n{self.console_tail()}"
         return SSHError(message, hint)

@@ -476,8 +476,16 @@ class GuestVM:
             return None
         return exit_description(self._process.returncode)
 
-    def check_alive(self) -> None:
-        """Raise QemuDied, naming the signal or status and the console tail, if QEMU is gone."""
+    def check_alive(self, grace: float = 0.0) -> None:
+        """Raise QemuDied, naming the signal or status and the console tail, if QEMU is gone.
+
+        `grace` waits that long for QEMU to end: a caller that saw its connection drop
+        uses it, because the kernel closes a dying QEMU's sockets before the process can
+        be reaped, so the drop can arrive a moment before poll() sees the exit.
+        """
+        if grace > 0 and self._process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(timeout=grace)
         death = self.death()
         if death is None:
             return

@@ -257,3 +257,18 @@ def test_real_boot_command_exits_when_its_qemu_dies() -> None:
     assert boot.returncode == 1
     assert "killed by signal SIGKILL" in stderr
     assert noticed < 5
+
+
+def test_dropped_link_waits_for_the_dying_qemu(tmp_path: Path) -> None:
+    """The kernel closes a dying QEMU's sockets before the process can be reaped: a caller
+    that saw its connection drop gives QEMU a grace period, so the error is QemuDied (seen in
+    CI as a bare "connection dropped" once). Without the grace the same moment is no error."""
+    vm = GuestVM(VMConfig(kernel=tmp_path / "k", initrd=tmp_path / "i", workdir=tmp_path))
+    vm._process = subprocess.Popen(["sh", "-c", "sleep 0.3; kill -KILL $$"])
+    try:
+        vm.check_alive()  # still running: nothing to say
+        with pytest.raises(QemuDied, match=r"killed by signal SIGKILL"):
+            vm.check_alive(grace=5.0)
+    finally:
+        vm._process.kill()
+        vm._process.wait()
