@@ -76,3 +76,9 @@ class GuestNotReady(VMError):
 
 class SSHError(VMError):
     """SSH to the guest failed or a command timed out."""
+
+
+class StepTestedNothing(HarnessError):
+    """A scenario step could not set up the situation it exists to test (e.g. a workload
+    finished before the window it must fall into): an error of the harness, not a verdict
+    on the kernel."""

@@ -211,7 +211,9 @@ def exception_text(message: str, longrepr: str) -> str:
 
 def failing_check(text: str) -> str | None:
     """The judge check a failure names; a kernel log problem counts only when its report
-    names the series' code (a crash elsewhere says nothing about the defect)."""
+    names the series' code (a crash elsewhere says nothing about the defect); any other
+    failed assertion counts, an exception that is not one (the guest stopped answering
+    SSH, a command timed out) does not."""
     if "kernel log problems" in text:
         frame = SERIES_FRAME.search(text)
         if frame is None:
@@ -221,6 +223,8 @@ def failing_check(text: str) -> str | None:
     found = FAILED_CHECK.search(text)
     if found:
         return found.group(1)
+    if not text.lstrip().startswith(("AssertionError", "assert ")):
+        return None  # another exception in the scenario (SSH gone, a timeout): no verdict
     first = _first_line(text)
     return f"assertion: {first}" if first else None
 

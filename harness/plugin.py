@@ -19,7 +19,7 @@ import pytest
 
 from harness import report
 from harness.build import BuildResult
-from harness.errors import QemuDied, VMError
+from harness.errors import QemuDied, StepTestedNothing, VMError
 from harness.image import GuestImage
 from harness.parallel import own_results_dir
 from harness.paths import default_results_dir
@@ -395,7 +395,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 
 def is_infrastructure_fault(excinfo: pytest.ExceptionInfo[BaseException]) -> bool:
     error = excinfo.value
-    return isinstance(error, QemuDied) or (isinstance(error, VMError) and error.during_boot)
+    return isinstance(error, QemuDied | StepTestedNothing) or (
+        isinstance(error, VMError) and error.during_boot
+    )
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -136,6 +136,7 @@ HINTING_STATE = "/sys/kernel/debug/page_hinting/state"
 NR_HUGEPAGES = "/proc/sys/vm/nr_hugepages"
 REACT_DELAY = "/sys/kernel/debug/page_hinting/react_delay_ms"  # the series' test hook
 IDLE_POLL_S = 0.2
+BATCH_POLL_S = 0.1  # one SSH round trip (~40 ms) per poll; a held batch stays out seconds
 
 
 def read_hinting_state(vm) -> HintingState:
@@ -157,6 +158,11 @@ class DebugfsUnreadable(AssertionError):
 class WorkerNeverIdle(AssertionError):
     """Hinting did not go idle: a defect of the series (a storm or a lost wake-up), so it
     is reported as a failed check, not as an error of the harness."""
+
+
+class WorkerNeverStarted(AssertionError):
+    """A release past the high-water mark never made a zone active: a defect of the series
+    (the trigger), reported as a failed check."""
 
 
 def hinting_is_idle(state: HintingState) -> bool:
@@ -187,6 +193,23 @@ def wait_hinting_idle(vm, *, settle_s: float, timeout_s: float = 30.0) -> Hintin
     return state
 
 
+def wait_batch_out(vm, timeout_s: float) -> HintingState:
+    """Poll until some zone is active (the worker is in a cycle, a batch out or about to
+    be); with the react_delay_ms hook set, each batch then stays out that long."""
+    state, active = poll_until(
+        lambda: read_hinting_state(vm),
+        lambda s: any(z.active for z in s.zones),
+        timeout=timeout_s,
+        interval=BATCH_POLL_S,
+    )
+    if not active:
+        raise WorkerNeverStarted(
+            f"[FAIL] worker_starts: no zone became active within {timeout_s:.0f} s of a "
+            "release past the high-water mark: a request was never made or never served"
+        )
+    return state
+
+
 def set_hugepages(vm, count: int) -> int:
     """Resize the hugetlb pool (order-9 pages); returns the size the kernel reached."""
     vm.ssh.check(f"echo {count} > {NR_HUGEPAGES}", timeout=120)
@@ -210,7 +233,7 @@ def tmpfs_checksum(vm, path: str) -> str:
 
 
 def set_react_delay(vm, milliseconds: int) -> bool:
-    """Ask the series to keep the zone unlocked this long after react() (its test hook);
-    False when the kernel has no such hook (a series without it)."""
+    """Ask the series to hold each batch this long before react(), zone unlocked (its test
+    hook: a slow device); False when the kernel has no such hook (a series without it)."""
     result = vm.ssh.run(f"test -e {REACT_DELAY} && echo {milliseconds} > {REACT_DELAY}")
     return result.ok

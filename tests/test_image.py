@@ -197,6 +197,21 @@ def test_pattern_selftest_reports_the_zeroed_word(workloads: dict[str, Path]) ->
     assert "0x2008" in result.stderr
 
 
+def test_pattern_hold_until_line_verifies_after_the_line(workloads: dict[str, Path]) -> None:
+    process = subprocess.Popen(
+        [workloads["pattern"], "--hold-until-line", "4"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stdin is not None
+    assert process.stdout.readline() == "filled 4\n"
+    assert process.poll() is None  # holds until told
+    out, _ = process.communicate("\n", timeout=60)
+    assert process.returncode == 0
+    assert out == "round 0 ok\ndone 1 rounds, 4 MiB verified\n"
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -210,6 +225,12 @@ def test_pattern_selftest_reports_the_zeroed_word(workloads: dict[str, Path]) ->
         ["8", "-1", "3"],
         ["--selftest-corrupt", "1"],
         ["--selftest", "4", "4"],
+        ["--hold-until-line"],
+        ["--hold-until-line", "0"],
+        ["--hold-until-line", "x"],
+        ["--hold-until-line", "--hugetlb", "3"],
+        ["--hold-until-line", "--huge", "4"],
+        ["--hold-until-line", "--hugetlb", "4", "4"],
     ],
 )
 def test_pattern_rejects_bad_arguments(workloads: dict[str, Path], args: list[str]) -> None:

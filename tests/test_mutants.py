@@ -70,6 +70,19 @@ def test_all_passing_is_a_miss_and_setup_errors_are_errors(tmp_path: Path) -> No
     assert mutants.classify(tmp_path / "none.xml", 2, clean=False)[0] == "error"
 
 
+def test_an_exception_that_is_no_assertion_is_an_error(tmp_path: Path) -> None:
+    """Seen on drain-before-react's first try: the guest stopped answering SSH mid-step;
+    that is a hang, not a catch."""
+    gone = _fail("harness.errors.SSHError: not connected to guest root@127.0.0.1:5")
+    status, why = mutants.classify(_junit(tmp_path / "g.xml", gone), 1, clean=False)
+    assert status == "error" and "not connected" in why
+    plain = _fail("AssertionError: hinting-v2-fixed: 3 blocks lost")
+    assert mutants.classify(_junit(tmp_path / "p.xml", plain), 1, clean=False) == (
+        "caught",
+        "assertion: hinting-v2-fixed: 3 blocks lost",
+    )
+
+
 def test_a_crash_counts_only_in_the_series_code_path(tmp_path: Path) -> None:
     ours = _fail("x", "kernel log problems:\nBUG bug:foo (line 3):\n page_hinting_cycle+0x12/0x80")
     theirs = _fail("x", "kernel log problems:\nBUG bug:foo (line 3):\n ext4_fill_super+0x1/0x2")

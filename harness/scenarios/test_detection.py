@@ -14,6 +14,9 @@ that idle point is judged. Each step frees memory only while the worker cannot b
   and the work stay within the model's bounds;
 * integrity: a pattern writer and a tmpfs file keep their contents while memory around
   them is freed, reallocated and hinted;
+* integrity with a slow device: the series' test hook holds each batch before react();
+  while one is out, a pattern writer takes nearly all free memory, and is verified after
+  the host is done: pages put back before the device has them read back as zeros;
 * migratetype moves: compaction and hugetlb churn move free blocks between types; the
   hinted-tail and count checks must still hold;
 * frees during react: with the series' test hook holding each batch out 50 ms longer, a
@@ -35,6 +38,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.errors import StepTestedNothing
 from harness.evidence import save_console, save_json
 from harness.judge import (
     FreeMemory,
@@ -52,7 +56,7 @@ from harness.judge import (
 from harness.model.counts import FreeBlock, MergeFree, predict_idle
 from harness.model.params import Params
 from harness.pipeline import GuestFactory
-from harness.procfs import GuestObservations, HintingState
+from harness.procfs import GuestObservations, HintingState, parse_meminfo
 from harness.revisions import Revision
 from harness.scenarios.guest_checks import format_splats, observe, splats
 from harness.spec import HintingSpec, load_spec
@@ -62,6 +66,7 @@ from harness.workloads import (
     set_hugepages,
     set_react_delay,
     tmpfs_checksum,
+    wait_batch_out,
     wait_hinting_idle,
 )
 
@@ -83,10 +88,32 @@ PATTERN_CHURN_MIB = 256
 PATTERN_ROUNDS = 3
 TMPFS_FILE = "/tmp/phh-integrity"
 TMPFS_FILE_MIB = 64
-# The series' test hook keeps the zone unlocked this long after each react(): memhog's
+# The series' test hook holds each batch this long before react(), zone unlocked: memhog's
 # release (same vCPU) then frees while batches are out, which a fast device never allows.
 REACT_DELAY_MS = 50
 OVERLAP_RELEASE_MIB = 768
+# Integrity with a slow device: a holder leaves SLOW_FREE_MIB free, a release of
+# SLOW_RELEASE_MIB (64 top-order blocks, past HWM: two batches) starts a cycle, and while
+# the first batch is held SLOW_DELAY_MS the hugetlb pool takes every free block of order
+# >= 9 (a batch put back early sits at the lists' tails: only taking them all reaches it,
+# and nothing else in the guest gets those pages) and a pattern writer fills the pool.
+# Pool and fill (~450 MiB) took 1.2 s under TCG.
+SLOW_DELAY_MS = 2000
+SLOW_RELEASE_MIB = 256
+SLOW_FREE_MIB = 576
+# Blocks (2 MiB) the pool leaves free: taking them all left the guest under its watermarks
+# and dropbear was OOM-killed. An early-returned batch at the tails is 64 blocks, so the
+# pool still takes most of it.
+SLOW_LEFT_FREE_BLOCKS = 16
+# Guest shell: size the pool to the free blocks of orders >= 9 outside ZONE_DMA (which
+# its lowmem reserve keeps from user allocations), buddyinfo's order-9 and order-10 columns
+# (MAX_ORDER 11 on x86-64) in 2 MiB units, less SLOW_LEFT_FREE_BLOCKS. Then fill the pool
+# with the pattern.
+TAKE_HIGH_ORDER_BLOCKS = (
+    f"n=$(awk '$4 != \"DMA\" {{s += $14 + 2 * $15}} END {{print s - {SLOW_LEFT_FREE_BLOCKS}}}' "
+    "/proc/buddyinfo); echo $n > /proc/sys/vm/nr_hugepages; "
+    "exec pattern --hold-until-line --hugetlb $((2 * $(cat /proc/sys/vm/nr_hugepages)))"
+)
 TRICKLE_MS = 5  # between two 1 MiB munmaps: a steady stream of frees over a few seconds
 FAULTBENCH_MIB = 128  # page_fault1's size
 FAULTBENCH_S = 3
@@ -239,6 +266,52 @@ def test_memory_keeps_its_contents(guest: ScriptedGuest) -> None:
     vm.ssh.check(f"rm -f {TMPFS_FILE}")
     (guest.evidence / "pattern.out").write_text(output)
     verdict = guest.record("integrity", Verdict((judge_integrity(output, [(before, after)]),)))
+    assert verdict.passed, f"{guest.revision.name}:\n{verdict}"
+
+
+@pytest.mark.hinting
+def test_memory_keeps_its_contents_with_a_slow_device(guest: ScriptedGuest) -> None:
+    """While a batch is out (the series' test hook holds it SLOW_DELAY_MS before react(),
+    as a slow host would), the hugetlb pool takes every free block of order >= 9 and a
+    pattern writer fills it; once the host is done with every batch the pattern must be
+    intact. A revision that returns pages to the free lists before the device has them
+    lets the writer have them, and the host's discard then zeroes what it wrote. Under TCG
+    the device acts inside the notification, so without the hook the window is too short
+    to show."""
+    vm = guest.vm
+    guest.settle()
+    free_mib = parse_meminfo(vm.ssh.check("cat /proc/meminfo").stdout)["MemFree"] // 1024
+    holder = vm.ssh.start(f"memhog {free_mib - SLOW_FREE_MIB}")
+    holder.expect_line(f"touched {free_mib - SLOW_FREE_MIB}", timeout=600)
+    assert set_react_delay(vm, SLOW_DELAY_MS), (
+        f"{guest.revision.name} has no debugfs page_hinting/react_delay_ms: the scenario "
+        "cannot hold a batch out"
+    )
+    try:
+        vm.ssh.check(f"echo | memhog {SLOW_RELEASE_MIB} > /dev/null", timeout=300)
+        wait_batch_out(vm, timeout_s=10)
+        started = time.monotonic()
+        writer = vm.ssh.start(TAKE_HIGH_ORDER_BLOCKS)
+        filled = writer.read_line(timeout=300)
+        fill_s = time.monotonic() - started
+        during = read_hinting_state(vm)
+        guest.settle()  # every batch reported: the host is done with them
+        writer.write_line()
+        output = filled + "\n" + writer.wait(timeout=300).stdout
+    finally:
+        set_react_delay(vm, 0)
+    set_hugepages(vm, 0)
+    holder.write_line()
+    holder.wait(timeout=300)
+    (guest.evidence / "pattern-slow-device.out").write_text(output)
+    if not any(z.active for z in during.zones):
+        raise StepTestedNothing(
+            f"the pattern writer took {fill_s:.1f} s, longer than the held batch "
+            f"({SLOW_DELAY_MS} ms): no batch was out when it finished writing",
+            "raise SLOW_DELAY_MS in harness/scenarios/test_detection.py",
+        )
+    verdict = Verdict((judge_integrity(output, []),))
+    verdict = guest.record(f"integrity, slow device (writer filled in {fill_s:.1f} s)", verdict)
     assert verdict.passed, f"{guest.revision.name}:\n{verdict}"
 
 

@@ -4,6 +4,7 @@
  * they are still in use: the host discards them and the process then reads zeros.
  *
  *   pattern <hold_MiB> <churn_MiB> <rounds>
+ *   pattern --hold-until-line [--hugetlb] <MiB>
  *   pattern --selftest-corrupt
  *
  * Every 8-byte word holds a value made from its own virtual address and a generation
@@ -19,6 +20,14 @@
  * where offset is the byte offset in the region and k is the number of wrong words in the
  * page holding it; a sentence saying the same goes to stderr. Usage and mmap errors go to
  * stderr with exit status 1.
+ *
+ * --hold-until-line maps <MiB>, fills it with generation 0, prints "filled <MiB>", blocks
+ * until a line (or EOF) arrives on stdin, verifies the region, and prints "round 0 ok" and
+ * "done 1 rounds, <MiB> MiB verified" (or the MISMATCH line, region=hold round=0): the
+ * harness writes while the guest kernel may be handing pages to the host and checks after
+ * the host is done with them. With --hugetlb the mapping comes from the hugetlb pool
+ * (MAP_HUGETLB; <MiB> a multiple of the 2 MiB huge page size), so it holds exactly the
+ * blocks the harness moved into the pool.
  *
  * --selftest-corrupt runs one round with hold 4 MiB, churn 4 MiB, and zeroes the hold
  * word at offset 0x2008 just before the hold is verified, so it must fail with
@@ -65,6 +74,7 @@ static int parse_mib(const char *text, long *out)
 static void usage(void)
 {
 	fprintf(stderr, "usage: pattern <hold_MiB> <churn_MiB> <rounds>\n"
+			"       pattern --hold-until-line [--hugetlb] <MiB>\n"
 			"       pattern --selftest-corrupt\n");
 	exit(1);
 }
@@ -75,7 +85,7 @@ static inline uint64_t pattern_word(const uint64_t *where, uint64_t gen)
 	return (((uint64_t)(uintptr_t)where * 0x9E3779B97F4A7C15ULL) ^ (gen << 1)) | 1;
 }
 
-static int map_region(struct region *region, const char *name, long mib)
+static int map_region_flags(struct region *region, const char *name, long mib, int flags)
 {
 	void *memory;
 
@@ -83,7 +93,7 @@ static int map_region(struct region *region, const char *name, long mib)
 	region->mib = mib;
 	region->length = (size_t)mib << 20;
 	memory = mmap(NULL, region->length, PROT_READ | PROT_WRITE,
-		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		      MAP_PRIVATE | MAP_ANONYMOUS | flags, -1, 0);
 	if (memory == MAP_FAILED) {
 		fprintf(stderr, "pattern: mmap of %ld MiB (%s) failed: %s\n", mib, name,
 			strerror(errno));
@@ -91,6 +101,11 @@ static int map_region(struct region *region, const char *name, long mib)
 	}
 	region->words = memory;
 	return 0;
+}
+
+static int map_region(struct region *region, const char *name, long mib)
+{
+	return map_region_flags(region, name, mib, 0);
 }
 
 static int unmap_region(struct region *region)
@@ -150,6 +165,34 @@ static void verify(const struct region *region, long round, uint64_t gen)
 	}
 }
 
+/* Block until a full line or EOF on stdin; the content does not matter. */
+static void wait_for_line(void)
+{
+	char line[256];
+
+	while (fgets(line, sizeof(line), stdin)) {
+		if (strchr(line, '\n'))
+			return;
+	}
+}
+
+/* --hold-until-line: fill, wait for the harness, verify. */
+static int hold_until_line(long mib, int flags)
+{
+	struct region hold;
+
+	if (map_region_flags(&hold, "hold", mib, flags) != 0)
+		return 1;
+	fill(&hold, 0);
+	printf("filled %ld\n", mib);
+	fflush(stdout);
+	wait_for_line();
+	verify(&hold, 0, 0);
+	printf("round 0 ok\ndone 1 rounds, %ld MiB verified\n", mib);
+	fflush(stdout);
+	return 0;
+}
+
 static int churn(long mib, long round, uint64_t gen)
 {
 	struct region region;
@@ -168,6 +211,18 @@ int main(int argc, char **argv)
 	int selftest = 0;
 	struct region hold;
 
+	page_size = sysconf(_SC_PAGESIZE);
+	if (page_size <= 0 || page_size % sizeof(uint64_t) != 0)
+		page_size = 4096;
+
+	if (argc >= 3 && strcmp(argv[1], "--hold-until-line") == 0) {
+		int hugetlb = argc == 4 && strcmp(argv[2], "--hugetlb") == 0;
+
+		if ((argc == 4 && !hugetlb) || argc > 4 || parse_mib(argv[argc - 1], &hold_mib) != 0 ||
+		    (hugetlb && hold_mib % 2 != 0))
+			usage();
+		return hold_until_line(hold_mib, hugetlb ? MAP_HUGETLB : 0);
+	}
 	if (argc == 2 && strcmp(argv[1], "--selftest-corrupt") == 0) {
 		selftest = 1;
 		hold_mib = SELFTEST_MIB;
@@ -177,10 +232,6 @@ int main(int argc, char **argv)
 		   parse_mib(argv[2], &churn_mib) != 0 || parse_positive(argv[3], &rounds) != 0) {
 		usage();
 	}
-
-	page_size = sysconf(_SC_PAGESIZE);
-	if (page_size <= 0 || page_size % sizeof(uint64_t) != 0)
-		page_size = 4096;
 
 	if (map_region(&hold, "hold", hold_mib) != 0)
 		return 1;
