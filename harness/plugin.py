@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import report
+from harness import errors, report
 from harness.build import BuildResult
-from harness.errors import QemuDied, StepTestedNothing, VMError
+from harness.errors import HarnessError, QemuDied, StepTestedNothing, VMError
 from harness.image import GuestImage
 from harness.parallel import own_results_dir
 from harness.paths import default_results_dir
@@ -28,6 +28,8 @@ from harness.progress import format_breakdown, time_spent
 from harness.revisions import Revision, resolve
 from harness.session_data import SessionData, gather_worker_data, write_session_data
 from harness.workloads import ReleaseMeasurement
+
+log = logging.getLogger(__name__)
 
 DEFAULT_REVISIONS = "stock,hinting-v2,hinting-v2-fixed"
 # What the scenarios hand to the session-end reports (compare.md, compare-rss.png, timing).
@@ -200,6 +202,9 @@ RESULT_MARKERS = ("finished", "junit.xml", "measurements.jsonl", "verdict.txt")
 
 
 SESSION_STARTED = pytest.StashKey[float]()
+PREBUILD_SECONDS = pytest.StashKey[float]()  # the controller's kernel builds under xdist
+PREBUILD_FAILURES = pytest.StashKey[dict[str, dict[str, str]]]()
+PREBUILD_FAILURES_KEY = "phh_prebuild_failures"  # in each worker's workerinput
 # In a worker's time_spent: its whole session, so that the controller can tell the
 # scenarios' share of the workers' time from the phases'.
 WORKER_SESSION_KEY = "worker_session"
@@ -230,10 +235,17 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Each run starts without an earlier run's results: they are moved aside to
     `<dir>.previous` (one kept), never appended to."""
-    session.config.stash[SESSION_STARTED] = time.monotonic()
-    if not is_controller(session.config):
+    config = session.config
+    config.stash[SESSION_STARTED] = time.monotonic()
+    if not is_controller(config):
         return  # the controller has already moved the old results aside
-    out = results_root(session.config)
+    _move_earlier_results_aside(results_root(config))
+    # (this runs before xdist's own sessionstart, which starts the workers: trylast)
+    if getattr(config.option, "numprocesses", None) and not config.option.collectonly:
+        config.stash[PREBUILD_SECONDS], config.stash[PREBUILD_FAILURES] = prebuild_kernels(config)
+
+
+def _move_earlier_results_aside(out: Path) -> None:
     if not out.is_dir():
         return
     if not any((out / marker).exists() for marker in RESULT_MARKERS) and not any(
@@ -253,15 +265,59 @@ def results_dir(pytestconfig: pytest.Config) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def pipeline(pytestconfig: pytest.Config) -> Pipeline:
-    tree = pytestconfig.getoption("--kernel-source")
+def pipeline_from_options(config: pytest.Config) -> Pipeline:
+    tree = config.getoption("--kernel-source")
     return Pipeline(
         kernel_tree=Path(tree).resolve() if tree else None,
-        accel_request=pytestconfig.getoption("--accel"),
-        memory_mib=pytestconfig.getoption("--guest-mem"),
-        jobs=pytestconfig.getoption("--jobs"),
+        accel_request=config.getoption("--accel"),
+        memory_mib=config.getoption("--guest-mem"),
+        jobs=config.getoption("--jobs"),
     )
+
+
+@pytest.fixture(scope="session")
+def pipeline(pytestconfig: pytest.Config) -> Pipeline:
+    return pipeline_from_options(pytestconfig)
+
+
+def prebuild_kernels(config: pytest.Config) -> tuple[float, dict[str, dict[str, str]]]:
+    """Under xdist, build every kernel of the run's matrix in the controller, one after the
+    other, before the workers start: a make -j3 in one worker beside the other worker's
+    TCG guests slows both, and pushes timing checks over their bounds. Returns the seconds
+    it took and the failed builds (revision name -> error class, message, hint), which the
+    workers raise as their scenarios' setup error instead of trying again."""
+    started = time.monotonic()
+    failures: dict[str, dict[str, str]] = {}
+    pipeline = pipeline_from_options(config)
+    for rev in [*selected_revisions(config), *selected_debug_revisions(config)]:
+        try:
+            pipeline.build(rev)
+        except HarnessError as error:
+            log.warning("build of %s failed (its scenarios report it): %s", rev.name, error)
+            failures[rev.name] = {
+                "type": type(error).__name__,
+                "message": error.message,
+                "hint": error.hint,
+            }
+    return time.monotonic() - started, failures
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: absent under -p no:xdist
+def pytest_configure_node(node) -> None:
+    """Hand each worker the builds that failed in the controller's prebuild."""
+    node.workerinput[PREBUILD_FAILURES_KEY] = node.config.stash.get(PREBUILD_FAILURES, {})
+
+
+def build_revision(config: pytest.Config, pipeline: Pipeline, revision: Revision) -> BuildResult:
+    """The revision's kernel; in an xdist worker, a build that failed in the controller's
+    prebuild is raised again (same class, message and hint), not tried a second time."""
+    failed = getattr(config, "workerinput", {}).get(PREBUILD_FAILURES_KEY, {}).get(revision.name)
+    if failed is not None:
+        error_class = getattr(errors, failed["type"], HarnessError)
+        if not (isinstance(error_class, type) and issubclass(error_class, HarnessError)):
+            error_class = HarnessError
+        raise error_class(failed["message"], failed["hint"])
+    return pipeline.build(revision)
 
 
 @pytest.fixture(scope="session")
@@ -309,9 +365,11 @@ def record_measurement(
 
 
 @pytest.fixture(scope="session")
-def built_kernel(revision: Revision, pipeline: Pipeline) -> BuildResult:
+def built_kernel(
+    revision: Revision, pipeline: Pipeline, pytestconfig: pytest.Config
+) -> BuildResult:
     """The revision's kernel, built once per session (a failure is cached by pytest too)."""
-    return pipeline.build(revision)
+    return build_revision(pytestconfig, pipeline, revision)
 
 
 @pytest.fixture(scope="session")
@@ -335,8 +393,10 @@ def new_guest(pipeline: Pipeline, accel: str, guest_image: GuestImage) -> GuestF
 
 
 @pytest.fixture(scope="session")
-def built_debug_kernel(debug_revision: Revision, pipeline: Pipeline) -> BuildResult:
-    return pipeline.build(debug_revision)
+def built_debug_kernel(
+    debug_revision: Revision, pipeline: Pipeline, pytestconfig: pytest.Config
+) -> BuildResult:
+    return build_revision(pytestconfig, pipeline, debug_revision)
 
 
 @pytest.fixture(autouse=True)
@@ -416,6 +476,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not session.testscollected:
         return
     if getattr(config.option, "numprocesses", None):
+        # the controller's prebuild counts as busy time beside the workers' sessions
+        data.time_spent[WORKER_SESSION_KEY] = config.stash.get(PREBUILD_SECONDS, 0.0)
         data.merge(gather_worker_data(root))
         report.write_measurements(data.measurements, root)
     write_session_data(data, root)

@@ -186,3 +186,75 @@ def test_a_worker_tags_groups_even_when_only_n_was_given() -> None:
     config.option.dist = "no"
     plugin.pytest_configure(config)
     assert config.option.loadgroup is True
+
+
+class FakeConfig:
+    """What prebuild_kernels reads of a pytest config: the harness's options."""
+
+    def __init__(self, **options: object) -> None:
+        self.options = {"--kconfig": [], "--series": [], **options}
+
+    def getoption(self, name: str) -> object:
+        return self.options[name]
+
+
+def test_prebuild_builds_the_whole_matrix_in_order_and_leaves_failures_to_the_workers(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    built: list[str] = []
+
+    class FakePipeline:
+        def build(self, revision) -> None:
+            built.append(revision.name)
+            if revision.name == "hinting-v2+debug":
+                raise plugin.HarnessError("make failed", "see the log")
+
+    monkeypatch.setattr(plugin, "pipeline_from_options", lambda config: FakePipeline())
+    config = FakeConfig(**{"--revisions": "stock,hinting-v2", "--debug-revisions": "hinting-v2"})
+    seconds, failures = plugin.prebuild_kernels(config)  # type: ignore[arg-type]
+    assert built == ["stock", "hinting-v2", "hinting-v2+debug"]
+    assert seconds >= 0
+    assert "build of hinting-v2+debug failed" in caplog.text and "make failed" in caplog.text
+    expected = {"type": "HarnessError", "message": "make failed", "hint": "see the log"}
+    assert failures == {"hinting-v2+debug": expected}
+
+
+def test_a_worker_raises_the_controllers_build_failure_instead_of_building(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from harness.errors import KconfigError
+    from harness.revisions import resolve
+
+    class NoBuild:
+        def build(self, revision):  # pragma: no cover - must not be called
+            raise AssertionError("built again")
+
+    failed = {"type": "KconfigError", "message": "CONFIG_X dropped", "hint": "fix the fragment"}
+    config = SimpleNamespace(workerinput={plugin.PREBUILD_FAILURES_KEY: {"stock": failed}})
+    with pytest.raises(KconfigError, match="CONFIG_X dropped") as raised:
+        plugin.build_revision(config, NoBuild(), resolve("stock"))  # type: ignore[arg-type]
+    assert raised.value.hint == "fix the fragment"
+    # a class name that is no harness error (a tampered workerinput) is a plain HarnessError
+    config.workerinput[plugin.PREBUILD_FAILURES_KEY]["stock"]["type"] = "SystemExit"
+    with pytest.raises(plugin.HarnessError):
+        plugin.build_revision(config, NoBuild(), resolve("stock"))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("args", "cpus", "expected"),
+    [
+        ([], 2, ["-n", "2"]),
+        ([], 8, ["-n", "2"]),
+        ([], 1, []),
+        ([], None, []),
+        (["-n", "0"], 2, []),
+        (["-n4"], 2, []),
+        (["--numprocesses=3"], 2, []),
+        (["-p", "no:xdist"], 2, []),
+        (["--revisions", "stock"], 2, ["-n", "2"]),
+    ],
+)
+def test_run_uses_two_workers_unless_told(args: list[str], cpus, expected: list[str]) -> None:
+    from harness.cli import default_workers
+
+    assert default_workers(args, cpus) == expected

@@ -103,14 +103,16 @@ def test_scenario_junit_is_pytests_own_with_properties(tmp_path: Path) -> None:
 
 
 @pytest.mark.real
-def test_a_broken_build_is_one_setup_error_per_scenario(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [[], ["-n", "0"]], ids=["default-two-workers", "serial"])
+def test_a_broken_build_is_one_setup_error_per_scenario(tmp_path: Path, workers: list[str]) -> None:
     """A series that cannot be built (this one lacks the hinting Kconfig, so kconfig drops
     CONFIG_PAGE_HINTING): every scenario of that revision is a setup *error* with the
-    same message, and the build was tried once (the failure is remembered)."""
+    same message, and the build was tried once (the failure is remembered; with workers,
+    the controller's prebuild tried it and the workers raise what it found)."""
     results = tmp_path / "results"
     run = subprocess.run(
         [sys.executable, "-m", "harness", "run", "--revisions", "", "--debug-revisions", "",
-         "--series", str(REPO_ROOT / "tests/fixtures/series/break-build"),
+         "--series", str(REPO_ROOT / "tests/fixtures/series/break-build"), *workers,
          "-k", "release_returns or negative_control", "--results", str(results)],
         cwd=REPO_ROOT, capture_output=True, text=True, check=False,
     )  # fmt: skip
@@ -121,7 +123,8 @@ def test_a_broken_build_is_one_setup_error_per_scenario(tmp_path: Path) -> None:
     assert all(error is not None for error in errors), [ET.tostring(c)[:300] for c in cases]
     last_lines = {(error.text or "").strip().splitlines()[-1] for error in errors}  # type: ignore[union-attr]
     assert len(last_lines) == 1 and "KconfigError" in last_lines.pop()
-    started = re.findall(r"^\d{4}-\d\d-\d\d [\d:,]+ configuring .* \.\.\.$", run.stdout, re.M)
+    log = run.stdout + run.stderr  # (the controller logs to stderr)
+    started = re.findall(r"^\d{4}-\d\d-\d\d [\d:,]+ configuring .* \.\.\.$", log, re.M)
     assert len(started) == 1, started  # the live log: configure ran once for both
 
 
@@ -141,7 +144,8 @@ def test_parallel_workers_keep_their_own_evidence_and_the_reports_merge(tmp_path
     results = tmp_path / "results"
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "harness.plugin", "-p", "no:cacheprovider",
-         "-o", "junit_family=xunit1", "-n", "2", str(test_file), "--results", str(results)],
+         "-o", "junit_family=xunit1", "-n", "2", str(test_file), "--results", str(results),
+         "--revisions", "", "--debug-revisions", ""],  # nothing to prebuild
         cwd=tmp_path, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
