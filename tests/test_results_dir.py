@@ -20,6 +20,7 @@ def session_for(results: Path) -> SimpleNamespace:
     config = SimpleNamespace(
         getoption=lambda name: str(results) if name == "--results" else None,
         stash=pytest.Stash(),
+        option=SimpleNamespace(numprocesses=None, collectonly=False),  # serial: no prebuild
     )
     return SimpleNamespace(config=config)
 
