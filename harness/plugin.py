@@ -245,8 +245,17 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         return  # the controller has already moved the old results aside
     _move_earlier_results_aside(results_root(config))
     # (this runs before xdist's own sessionstart, which starts the workers: trylast)
-    if getattr(config.option, "numprocesses", None) and not config.option.collectonly:
+    if getattr(config.option, "numprocesses", None) and runs_the_whole_suite(config):
         config.stash[PREBUILD_SECONDS], config.stash[PREBUILD_FAILURES] = prebuild_kernels(config)
+
+
+def runs_the_whole_suite(config: pytest.Config) -> bool:
+    """No -k, -m, file or node selection (nor --collect-only): then every kernel of the
+    matrix is needed. With a selection the controller cannot tell which kernels it needs
+    (it does not collect under xdist), so the workers build what their scenarios use."""
+    option = config.option
+    narrowed = any(arg.endswith(".py") or "::" in arg for arg in config.args)
+    return not (option.collectonly or option.keyword or option.markexpr or narrowed)
 
 
 def _move_earlier_results_aside(out: Path) -> None:

@@ -258,3 +258,24 @@ def test_run_uses_two_workers_unless_told(args: list[str], cpus, expected: list[
     from harness.cli import default_workers
 
     assert default_workers(args, cpus) == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "option", "whole"),
+    [
+        (["/repo/harness"], {}, True),
+        (["/repo/harness"], {"keyword": "release"}, False),
+        (["/repo/harness"], {"markexpr": "hinting"}, False),
+        (["/repo/harness"], {"collectonly": True}, False),
+        (["/repo/harness", "harness/scenarios/test_release.py"], {}, False),
+        (["/repo/harness/scenarios/test_debug.py::test_x"], {}, False),
+    ],
+)
+def test_prebuild_only_when_the_whole_suite_runs(
+    args: list[str], option: dict, whole: bool
+) -> None:
+    """With a selection the controller cannot know which kernels are needed (it does not
+    collect under xdist): then the workers build what their scenarios use."""
+    options = {"collectonly": False, "keyword": "", "markexpr": "", **option}
+    config = SimpleNamespace(args=args, option=SimpleNamespace(**options))
+    assert plugin.runs_the_whole_suite(config) is whole  # type: ignore[arg-type]

@@ -114,19 +114,19 @@ def test_a_broken_build_is_one_setup_error_per_scenario(tmp_path: Path, workers:
     run = subprocess.run(
         [sys.executable, "-m", "harness", "run", "--revisions", "", "--debug-revisions", "",
          "--series", str(REPO_ROOT / "tests/fixtures/series/break-build"), *workers,
-         "-k", "release_returns or negative_control", "--results", str(results)],
+         "--results", str(results)],
         cwd=REPO_ROOT, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]
     cases = ET.parse(results / "junit.xml").getroot().findall(".//testcase")
-    assert len(cases) == 2
+    assert len(cases) >= 10  # every scenario of the one revision
     errors = [case.find("error") for case in cases]
     assert all(error is not None for error in errors), [ET.tostring(c)[:300] for c in cases]
     last_lines = {(error.text or "").strip().splitlines()[-1] for error in errors}  # type: ignore[union-attr]
     assert len(last_lines) == 1 and "KconfigError" in last_lines.pop()
     log = run.stdout + run.stderr  # (the controller logs to stderr)
     started = re.findall(r"^\d{4}-\d\d-\d\d [\d:,]+ configuring .* \.\.\.$", log, re.M)
-    assert len(started) == 1, started  # the live log: configure ran once for both
+    assert len(started) == 1, started  # the live log: configure ran once for all
 
 
 def test_parallel_workers_keep_their_own_evidence_and_the_reports_merge(tmp_path: Path) -> None:
