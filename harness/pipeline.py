@@ -53,6 +53,11 @@ class Pipeline:
             self._source = source.obtain_source(self.kernel_tree)
         return self._source
 
+    def remember_failure(self, revision_name: str, error: HarnessError) -> None:
+        """Raise `error` for this revision from now on instead of building it (an xdist
+        worker is told which builds failed in the controller)."""
+        self._failed_builds[revision_name] = error
+
     def build(self, revision: Revision) -> build.BuildResult:
         if revision.name in self._failed_builds:
             raise self._failed_builds[revision.name]

@@ -290,7 +290,14 @@ def pipeline_from_options(config: pytest.Config) -> Pipeline:
 
 @pytest.fixture(scope="session")
 def pipeline(pytestconfig: pytest.Config) -> Pipeline:
-    return pipeline_from_options(pytestconfig)
+    """The session's pipeline; in an xdist worker it knows the builds that failed in the
+    controller's prebuild, and raises their error (same class, message and hint) for every
+    use of that revision's kernel instead of trying again."""
+    pipeline = pipeline_from_options(pytestconfig)
+    failed = getattr(pytestconfig, "workerinput", {}).get(PREBUILD_FAILURES_KEY, {})
+    for name, failure in failed.items():
+        pipeline.remember_failure(name, build_failure(failure))
+    return pipeline
 
 
 def prebuild_kernels(config: pytest.Config) -> tuple[float, dict[str, dict[str, str]]]:
@@ -321,16 +328,13 @@ def pytest_configure_node(node) -> None:
     node.workerinput[PREBUILD_FAILURES_KEY] = node.config.stash.get(PREBUILD_FAILURES, {})
 
 
-def build_revision(config: pytest.Config, pipeline: Pipeline, revision: Revision) -> BuildResult:
-    """The revision's kernel; in an xdist worker, a build that failed in the controller's
-    prebuild is raised again (same class, message and hint), not tried a second time."""
-    failed = getattr(config, "workerinput", {}).get(PREBUILD_FAILURES_KEY, {}).get(revision.name)
-    if failed is not None:
-        error_class = getattr(errors, failed["type"], HarnessError)
-        if not (isinstance(error_class, type) and issubclass(error_class, HarnessError)):
-            error_class = HarnessError
-        raise error_class(failed["message"], failed["hint"])
-    return pipeline.build(revision)
+def build_failure(failure: dict[str, str]) -> HarnessError:
+    """The error a build raised in the controller, rebuilt from what the worker was sent (a
+    class name that is no harness error becomes a plain HarnessError)."""
+    error_class = getattr(errors, failure["type"], HarnessError)
+    if not (isinstance(error_class, type) and issubclass(error_class, HarnessError)):
+        error_class = HarnessError
+    return error_class(failure["message"], failure["hint"])
 
 
 @pytest.fixture(scope="session")
@@ -378,11 +382,9 @@ def record_measurement(
 
 
 @pytest.fixture(scope="session")
-def built_kernel(
-    revision: Revision, pipeline: Pipeline, pytestconfig: pytest.Config
-) -> BuildResult:
+def built_kernel(revision: Revision, pipeline: Pipeline) -> BuildResult:
     """The revision's kernel, built once per session (a failure is cached by pytest too)."""
-    return build_revision(pytestconfig, pipeline, revision)
+    return pipeline.build(revision)
 
 
 @pytest.fixture(scope="session")
@@ -406,10 +408,8 @@ def new_guest(pipeline: Pipeline, accel: str, guest_image: GuestImage) -> GuestF
 
 
 @pytest.fixture(scope="session")
-def built_debug_kernel(
-    debug_revision: Revision, pipeline: Pipeline, pytestconfig: pytest.Config
-) -> BuildResult:
-    return build_revision(pytestconfig, pipeline, debug_revision)
+def built_debug_kernel(debug_revision: Revision, pipeline: Pipeline) -> BuildResult:
+    return pipeline.build(debug_revision)
 
 
 @pytest.fixture(autouse=True)

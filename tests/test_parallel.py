@@ -222,22 +222,29 @@ def test_prebuild_builds_the_whole_matrix_in_order_and_leaves_failures_to_the_wo
 def test_a_worker_raises_the_controllers_build_failure_instead_of_building(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Every use of the revision's kernel in the worker (built_kernel, a guest) raises the
+    controller's error; the build itself is never tried."""
     from harness.errors import KconfigError
+    from harness.pipeline import Pipeline
     from harness.revisions import resolve
 
-    class NoBuild:
-        def build(self, revision):  # pragma: no cover - must not be called
-            raise AssertionError("built again")
+    def no_build(request):  # pragma: no cover - must not be called
+        raise AssertionError("built again")
 
+    monkeypatch.setattr("harness.pipeline.build.build_kernel", no_build)
     failed = {"type": "KconfigError", "message": "CONFIG_X dropped", "hint": "fix the fragment"}
-    config = SimpleNamespace(workerinput={plugin.PREBUILD_FAILURES_KEY: {"stock": failed}})
-    with pytest.raises(KconfigError, match="CONFIG_X dropped") as raised:
-        plugin.build_revision(config, NoBuild(), resolve("stock"))  # type: ignore[arg-type]
-    assert raised.value.hint == "fix the fragment"
+    config = FakeConfig(**{"--kernel-source": None, "--accel": "tcg", "--guest-mem": 2048,
+                           "--jobs": 3})  # fmt: skip
+    config.workerinput = {plugin.PREBUILD_FAILURES_KEY: {"stock": failed}}  # type: ignore[attr-defined]
+    pipeline = plugin.pipeline.__wrapped__(config)  # type: ignore[attr-defined]
+    assert isinstance(pipeline, Pipeline)
+    for _ in range(2):
+        with pytest.raises(KconfigError, match="CONFIG_X dropped") as raised:
+            pipeline.build(resolve("stock"))
+        assert raised.value.hint == "fix the fragment"
     # a class name that is no harness error (a tampered workerinput) is a plain HarnessError
-    config.workerinput[plugin.PREBUILD_FAILURES_KEY]["stock"]["type"] = "SystemExit"
-    with pytest.raises(plugin.HarnessError):
-        plugin.build_revision(config, NoBuild(), resolve("stock"))  # type: ignore[arg-type]
+    odd = plugin.build_failure({"type": "SystemExit", "message": "m", "hint": "h"})
+    assert type(odd) is plugin.HarnessError
 
 
 @pytest.mark.parametrize(
