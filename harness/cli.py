@@ -85,10 +85,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
 def default_workers(pytest_args: list[str], cpus: int | None) -> list[str]:
     """`-n 2` unless the user chose (`-n N`, `-n 0` for serial, `-p no:xdist`), on a
     machine with 2 or more CPUs: two TCG guests at a time, the kernels built before."""
-    chosen = any(
-        a in ("-n", "--numprocesses", "no:xdist") or a.startswith(("-n", "--numprocesses="))
-        for a in pytest_args
-    )
+    chosen = any(a == "no:xdist" or a.startswith(("-n", "--numprocesses")) for a in pytest_args)
     return [] if chosen or (cpus or 1) < DEFAULT_WORKERS else ["-n", str(DEFAULT_WORKERS)]
 
 

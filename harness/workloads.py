@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from harness.errors import SSHError
 from harness.judge import Check, Status, Verdict
 from harness.poll import poll_until
-from harness.procfs import HintingState, ProcfsParseError, parse_hinting_state
+from harness.procfs import (
+    MEMINFO_PATH,
+    HintingState,
+    ProcfsParseError,
+    parse_hinting_state,
+    parse_meminfo,
+)
 from harness.rss import RssSample, RssSampler, read_rss_bytes, time_to_fraction
 from harness.units import MiB
 
@@ -208,6 +214,11 @@ def wait_batch_out(vm, timeout_s: float) -> HintingState:
             "release past the high-water mark: a request was never made or never served"
         )
     return state
+
+
+def read_meminfo(vm) -> dict[str, int]:
+    """The guest's /proc/meminfo (kB, counts for HugePages_*)."""
+    return parse_meminfo(vm.ssh.check(f"cat {MEMINFO_PATH}").stdout)
 
 
 def set_hugepages(vm, count: int) -> int:

@@ -27,7 +27,6 @@ from harness.lifecycle import (
 from harness.paths import REPO_ROOT
 from harness.pipeline import stock_kernel
 from harness.poll import poll_until
-from harness.procfs import parse_meminfo
 from harness.ssh import RunKey, generate_run_key
 from harness.vm import (
     BALLOON_PORT,
@@ -37,6 +36,7 @@ from harness.vm import (
     build_qemu_command,
     exit_description,
 )
+from harness.workloads import read_meminfo
 
 MEM_MIB = 512
 
@@ -134,7 +134,7 @@ def test_real_balloon_unplug_and_plug(hotplug_vm: Guest) -> None:
 @pytest.mark.real
 def test_real_balloon_target(hotplug_vm: Guest) -> None:
     def mem_total() -> int:
-        return parse_meminfo(hotplug_vm.ssh.check("cat /proc/meminfo").stdout)["MemTotal"]
+        return read_meminfo(hotplug_vm)["MemTotal"]
 
     before = mem_total()
     inflated = set_balloon_target(hotplug_vm, MEM_MIB - 128)
@@ -147,10 +147,10 @@ def test_real_balloon_target(hotplug_vm: Guest) -> None:
 
 @pytest.mark.real
 def test_real_memory_hotplug(hotplug_vm: Guest) -> None:
-    before = parse_meminfo(hotplug_vm.ssh.check("cat /proc/meminfo").stdout)["MemTotal"]
+    before = read_meminfo(hotplug_vm)["MemTotal"]
     add_dimm(hotplug_vm, 256)
     now, online = poll_until(
-        lambda: parse_meminfo(hotplug_vm.ssh.check("cat /proc/meminfo").stdout)["MemTotal"],
+        lambda: read_meminfo(hotplug_vm)["MemTotal"],
         lambda total: total - before == 256 * 1024,
         timeout=30,
     )

@@ -56,12 +56,13 @@ from harness.judge import (
 from harness.model.counts import FreeBlock, MergeFree, predict_idle
 from harness.model.params import Params
 from harness.pipeline import GuestFactory
-from harness.procfs import GuestObservations, HintingState, parse_meminfo
+from harness.procfs import GuestObservations, HintingState
 from harness.revisions import Revision
 from harness.scenarios.guest_checks import format_splats, observe, splats
 from harness.spec import HintingSpec, load_spec
 from harness.workloads import (
     read_hinting_state,
+    read_meminfo,
     run_pattern,
     set_hugepages,
     set_react_delay,
@@ -280,7 +281,7 @@ def test_memory_keeps_its_contents_with_a_slow_device(guest: ScriptedGuest) -> N
     to show."""
     vm = guest.vm
     guest.settle()
-    free_mib = parse_meminfo(vm.ssh.check("cat /proc/meminfo").stdout)["MemFree"] // 1024
+    free_mib = read_meminfo(vm)["MemFree"] // 1024
     holder = vm.ssh.start(f"memhog {free_mib - SLOW_FREE_MIB}")
     holder.expect_line(f"touched {free_mib - SLOW_FREE_MIB}", timeout=600)
     assert set_react_delay(vm, SLOW_DELAY_MS), (

@@ -45,7 +45,7 @@ from harness.judge import (
 from harness.lifecycle import add_dimm, plug_balloon, set_balloon_target, unplug_balloon
 from harness.pipeline import GuestFactory
 from harness.poll import poll_until
-from harness.procfs import GuestObservations, HintingState, parse_meminfo
+from harness.procfs import GuestObservations, HintingState
 from harness.revisions import Revision
 from harness.rss import read_rss_bytes
 from harness.scenarios.guest_checks import format_splats, observe, splats
@@ -54,6 +54,7 @@ from harness.units import MiB
 from harness.workloads import (
     measure_release,
     read_hinting_state,
+    read_meminfo,
     set_react_delay,
     wait_hinting_idle,
 )
@@ -145,7 +146,7 @@ class LifecycleGuest:
         return verdict
 
     def mem_total_kib(self) -> int:
-        return parse_meminfo(self.vm.ssh.check("cat /proc/meminfo").stdout)["MemTotal"]
+        return read_meminfo(self.vm)["MemTotal"]
 
     def wait_mem_total(self, kib: int, what: str) -> None:
         """Until MemTotal reaches `kib` (hot-added memory came online)."""

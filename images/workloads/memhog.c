@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "args.h"
+#include "stdin_line.h"
 
 static long trickle_ms;
 
@@ -24,17 +25,6 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: memhog [--cycles N] [--trickle-ms MS] <MiB>\n");
 	exit(1);
-}
-
-/* Block until a full line or EOF on stdin; the content does not matter. */
-static void wait_for_line(void)
-{
-	char line[256];
-
-	while (fgets(line, sizeof(line), stdin)) {
-		if (strchr(line, '\n'))
-			return;
-	}
 }
 
 static int one_cycle(long mib, long page_size)

@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include "args.h"
+#include "stdin_line.h"
 
 #define SELFTEST_MIB		4
 #define SELFTEST_OFFSET		0x2008
@@ -162,17 +163,6 @@ static void verify(const struct region *region, long round, uint64_t gen)
 	for (i = 0; i < count; i++) {
 		if (words[i] != pattern_word(&words[i], gen))
 			report_mismatch(region, round, i, gen);
-	}
-}
-
-/* Block until a full line or EOF on stdin; the content does not matter. */
-static void wait_for_line(void)
-{
-	char line[256];
-
-	while (fgets(line, sizeof(line), stdin)) {
-		if (strchr(line, '\n'))
-			return;
 	}
 }
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "args.h"
+#include "stdin_line.h"
 
 #define CHUNK (1L << 20)
 
@@ -65,7 +66,6 @@ static int fill(const char *path, long mib)
 
 int main(int argc, char **argv)
 {
-	char line[256];
 	long mib;
 
 	if (argc != 3 || parse_positive(argv[2], &mib) != 0) {
@@ -77,8 +77,7 @@ int main(int argc, char **argv)
 	printf("filled\n");
 	fflush(stdout);
 
-	while (fgets(line, sizeof(line), stdin) && !strchr(line, '\n'))
-		;
+	wait_for_line();
 
 	if (unlink(argv[1]) != 0) {
 		fprintf(stderr, "tmpfill: cannot delete %s: %s\n", argv[1], strerror(errno));
