@@ -158,6 +158,40 @@ def _report_warning(m: re.Match[str], lines: list[str]) -> str:
     return f"lockdep:{slug(m[1])}"
 
 
+_LOCK_CLASS = re.compile(r"^\s*\((.+?)\)\{[^}]*\}")
+
+
+def _lock_on_line_after(lines: list[str], marker: re.Pattern[str]) -> tuple[str, str] | None:
+    """(irq state, lock class) for the first line matching `marker` and the lock line after it."""
+    for index, line in enumerate(lines):
+        following = lines[index + 1] if index + 1 < len(lines) else ""
+        if (m := marker.search(line)) and (lock := _LOCK_CLASS.match(following)):
+            return m[1], lock[1]
+    return None
+
+
+def _irq_unsafe_lock(m: re.Match[str], lines: list[str]) -> str:
+    """Irq inversion and safe -> unsafe reports: the id names the irq-unsafe lock.
+
+    That lock is the one taken with interrupts enabled where it must not be, so its name is
+    what stays the same across runs; the safe lock on the other side (a network hash lock,
+    a timer base) depends on which path lockdep saw first.
+    """
+    unsafe = _lock_on_line_after(lines, _UNSAFE_LOCK_MARKER)
+    if unsafe is None:  # "taken by another, X-safe lock": the lock that changed state is unsafe
+        changed = lock_after(lines, "just changed the state of lock:")
+        state = next((s[1] for line in lines if (s := _SAFE_LOCK_MARKER.search(line))), None)
+        unsafe = (state, changed.rsplit(":", 1)[0]) if changed and state else None
+    state, lock = unsafe if unsafe else (None, None)
+    return with_suffix(f"lockdep:{slug(m[1])}", f"{state}-unsafe" if state else None, lock)
+
+
+# "but this lock took another, SOFTIRQ-unsafe lock in the past:" (irq inversion) and
+# "to a SOFTIRQ-irq-unsafe lock:" (safe -> unsafe order): the unsafe lock's class follows.
+_UNSAFE_LOCK_MARKER = re.compile(r"(?:another, |to a )(\S+?)(?:-irq)?-unsafe lock")
+_SAFE_LOCK_MARKER = re.compile(r"taken by another, (\S+?)-safe lock")
+
+
 def _other_warning(m: re.Match[str], lines: list[str]) -> str:
     return f"WARNING:{slug(m[1])}"
 
@@ -255,6 +289,14 @@ PATTERNS: tuple[Pattern, ...] = (
     ),
     Pattern("lockdep", re.compile(r"WARNING: inconsistent lock state"), _inconsistent),
     Pattern("lockdep", re.compile(r"WARNING: suspicious RCU usage"), _suspicious_rcu),
+    Pattern(
+        "lockdep",
+        re.compile(
+            r"WARNING: (possible irq lock inversion dependency detected"
+            r"|\S+-safe -> \S+-unsafe lock order detected)"
+        ),
+        _irq_unsafe_lock,
+    ),
     Pattern("lockdep", re.compile(rf"WARNING: ({_LOCKDEP_TITLES})"), _report_warning),
     Pattern(
         "WARNING",

@@ -17,6 +17,9 @@ from harness.dmesg import (
     slug,
     strip_prefix,
 )
+from harness.known_splats import is_known, load_known_splats
+
+PATCHES = Path(__file__).resolve().parent.parent / "patches"
 
 
 def log(text: str, start: float = 12.0) -> str:
@@ -441,6 +444,122 @@ def test_inconsistent_lock_state_names_usage_lock_and_site() -> None:
     )
     assert splat.excerpt.split("\n")[-1].strip() == "</TASK>"
     assert "*** DEADLOCK ***" in splat.excerpt
+
+
+# As hinting-v2+debug printed it in CI on 2026-11-30 (page_hinting_startup() takes
+# zone->lock with plain spin_lock(); the network hash locks are only what lockdep met first).
+IRQ_INVERSION_FORWARDS = log(
+    """
+    ========================================================
+    WARNING: possible irq lock inversion dependency detected
+    6.1.192+ #3 Not tainted
+    --------------------------------------------------------
+    ksoftirqd/0/10 just changed the state of lock:
+    ffff888003d0e0f0 (&tcp_hashinfo.bhash[i].lock){+.-.}-{2:2}, at: __inet_inherit_port+0x9a/0x28c
+    but this lock took another, SOFTIRQ-unsafe lock in the past:
+     (&zone->lock){+.+.}-{2:2}
+
+
+    and interrupts could create inverse lock ordering between them.
+
+
+    other info that might help us debug this:
+    Chain exists of:
+      &tcp_hashinfo.bhash[i].lock --> &tcp_hashinfo.bhash2[i].lock --> &zone->lock
+
+     Possible interrupt unsafe locking scenario:
+
+           CPU0                    CPU1
+           ----                    ----
+      lock(&zone->lock);
+                                   local_irq_disable();
+                                   lock(&tcp_hashinfo.bhash[i].lock);
+                                   lock(&tcp_hashinfo.bhash2[i].lock);
+      <Interrupt>
+        lock(&tcp_hashinfo.bhash[i].lock);
+
+     *** DEADLOCK ***
+
+    stack backtrace:
+    CPU: 0 PID: 10 Comm: ksoftirqd/0 Not tainted 6.1.192+ #3
+    Call Trace:
+     <TASK>
+     dump_stack_lvl+0x5b/0x77
+     mark_lock.part.0+0x5ad/0x6f8
+     __inet_inherit_port+0x9a/0x28c
+     </TASK>
+    """
+)
+
+IRQ_INVERSION_BACKWARDS = log(
+    """
+    WARNING: possible irq lock inversion dependency detected
+    6.1.192+ #3 Not tainted
+    --------------------------------------------------------
+    kworker/0:2/51 just changed the state of lock:
+    ffff88807ffd6e18 (&zone->lock){+.+.}-{2:2}, at: page_hinting_process+0x4a/0x2b0
+    but this lock was taken by another, SOFTIRQ-safe lock in the past:
+     (&base->lock){-.-.}-{2:2}
+
+    stack backtrace:
+    Call Trace:
+     <TASK>
+     dump_stack_lvl+0x5b/0x77
+     page_hinting_process+0x4a/0x2b0
+     </TASK>
+    """
+)
+
+SAFE_TO_UNSAFE = log(
+    """
+    WARNING: SOFTIRQ-safe -> SOFTIRQ-unsafe lock order detected
+    6.1.192+ #3 Not tainted
+    -----------------------------------------------------
+    kworker/0:2/51 [HC0[0]:SC0[0]:HE1:SE1] is trying to acquire:
+    ffff88807ffd6e18 (&zone->lock){+.+.}-{2:2}, at: page_hinting_process+0x4a/0x2b0
+
+    and this task is already holding:
+    ffff888004b3c0a0 (&vb->stop_update_lock){..-.}-{2:2}, at: virtballoon_hint+0x1c/0x80
+    which would create a new lock dependency:
+     (&vb->stop_update_lock){..-.}-{2:2} -> (&zone->lock){+.+.}-{2:2}
+
+    but this new dependency connects a SOFTIRQ-irq-safe lock:
+     (&vb->stop_update_lock){..-.}-{2:2}
+
+    ... which became SOFTIRQ-irq-safe at:
+      lock_acquire+0x19e/0x2e7
+
+    to a SOFTIRQ-irq-unsafe lock:
+     (&zone->lock){+.+.}-{2:2}
+
+    stack backtrace:
+    Call Trace:
+     <TASK>
+     dump_stack_lvl+0x5b/0x77
+     page_hinting_process+0x4a/0x2b0
+     </TASK>
+    """
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [IRQ_INVERSION_FORWARDS, IRQ_INVERSION_BACKWARDS, SAFE_TO_UNSAFE],
+    ids=["inversion-forwards", "inversion-backwards", "safe-to-unsafe"],
+)
+def test_irq_safety_reports_name_the_unsafe_lock(text: str) -> None:
+    splat = only(classify(text))
+    assert splat.kind == "lockdep"
+    assert splat.id.endswith(":SOFTIRQ-unsafe:&zone->lock"), splat.id
+
+
+def test_irq_inversion_id_is_known_for_hinting_v2_only() -> None:
+    splat_id = only(classify(IRQ_INVERSION_FORWARDS)).id
+    assert splat_id == (
+        "lockdep:possible_irq_lock_inversion_dependency_detected:SOFTIRQ-unsafe:&zone->lock"
+    )
+    assert is_known(splat_id, load_known_splats(PATCHES / "hinting-v2"))
+    assert not is_known(splat_id, load_known_splats(PATCHES / "hinting-v2-fixed"))
 
 
 def test_circular_locking_names_the_lock_being_acquired() -> None:
