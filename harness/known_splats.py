@@ -2,8 +2,12 @@
 
 `<series>/known-splats.txt` holds one shell-style pattern (fnmatch) per line over the
 stable splat ids of harness.dmesg, e.g. `lockdep:inconsistent_lock_state:&zone->lock:*`;
-'#' starts a comment. A series without the file (stock, the fixed revision, a user's mbox)
-knows none, so every splat on it fails the run.
+'#' starts a comment. A line is one defect: when the kernel can report it in several forms
+(lockdep prints whichever of two reports it meets first), the forms go on one line,
+separated by " | ". A scenario that requires a defect to show requires one of its forms.
+
+A series without the file (stock, the fixed revision, a user's mbox) knows
+none, so every splat on it fails the run.
 """
 
 from __future__ import annotations
@@ -30,5 +34,10 @@ def load_known_splats(series: Path | None) -> set[str]:
     return patterns
 
 
+def forms(pattern: str) -> list[str]:
+    """The alternative patterns of one known-defect line."""
+    return [form.strip() for form in pattern.split(" | ") if form.strip()]
+
+
 def is_known(splat_id: str, patterns: Iterable[str]) -> bool:
-    return any(fnmatchcase(splat_id, pattern) for pattern in patterns)
+    return any(fnmatchcase(splat_id, form) for pattern in patterns for form in forms(pattern))

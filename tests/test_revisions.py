@@ -55,6 +55,13 @@ def test_known_splat_patterns_match_ids() -> None:
     assert not is_known("WARNING:__free_one_page", patterns)
 
 
+def test_one_known_defect_may_have_several_forms() -> None:
+    defect = "lockdep:inconsistent_lock_state:*&zone->lock:* | lockdep:irq_inversion:*&zone->lock"
+    assert is_known("lockdep:irq_inversion:SOFTIRQ-unsafe:&zone->lock", [defect])
+    assert is_known("lockdep:inconsistent_lock_state:{X}:&zone->lock:f", [defect])
+    assert not is_known("lockdep:irq_inversion:SOFTIRQ-unsafe:&base->lock", [defect])
+
+
 def test_the_v2_series_declares_its_kept_defects() -> None:
     from harness.revisions import HINTING_V2, HINTING_V2_FIXED
 
