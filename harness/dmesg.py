@@ -451,6 +451,34 @@ def classify(log_text: str, ignore: Iterable[IgnoreRule] = DEFAULT_IGNORE) -> li
     return splats
 
 
+@dataclass(frozen=True)
+class ZeroCode:
+    """An oops whose instruction bytes at RIP are all zero: kernel code that reads as zeros."""
+
+    line: int  # 1-based line of the "Code:" line
+    rip: str  # "wait_for_initramfs+0x0/0x3b"
+
+
+_CODE_BYTES = re.compile(r"^Code: ((?:<?[0-9a-f]{2}>? ?)+)$")
+
+
+def zero_filled_code(log_text: str) -> list[ZeroCode]:
+    """Each "Code:" line of an oops whose bytes are all 00, with the RIP printed before it.
+
+    Kernel text is never zero; an x86 oops that dumps zeros at RIP ran code whose page was
+    replaced by a zero page, which on a hinting guest is what the host's discard leaves.
+    """
+    found: list[ZeroCode] = []
+    rip = "?"
+    for index, raw in enumerate(log_text.split("\n")):
+        line = strip_prefix(raw).strip()
+        if m := _RIP.match(line):
+            rip = m[1]
+        elif (m := _CODE_BYTES.match(line)) and set(re.findall(r"[0-9a-f]{2}", m[1])) == {"00"}:
+            found.append(ZeroCode(index + 1, rip))
+    return found
+
+
 def count_ids(splats: Iterable[Splat]) -> Counter[str]:
     """How often each id occurs: the comparable summary of one run."""
     return Counter(splat.id for splat in splats)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class HarnessError(Exception):
     """Base class. `hint` tells the user what to do about it."""
@@ -59,7 +61,12 @@ class VMLaunchFailure(VMError):
 
 
 class GuestPanic(VMError):
-    """The guest kernel panicked (or oopsed fatally); carries the console tail."""
+    """The guest kernel panicked (or oopsed fatally); carries the console tail, and the
+    console log's path for a judge that reads all of it."""
+
+    def __init__(self, message: str, hint: str = "", console_log: Path | None = None) -> None:
+        super().__init__(message, hint)
+        self.console_log = console_log
 
 
 class QemuDied(VMError):

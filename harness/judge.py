@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
+from harness.dmesg import zero_filled_code
 from harness.errors import HarnessError
 from harness.model.counts import CountPrediction, OrderCounts
 from harness.model.idle import idle_unhinted_bound
@@ -619,6 +620,27 @@ def judge_integrity(pattern_output: str, checksums: Sequence[tuple[str, str]]) -
             problems.append(f"tmpfs file {label}: sha256 {before[:16]}... became {after[:16]}...")
     done = next((ln for ln in pattern_output.splitlines() if ln.startswith("done ")), "")
     return _result("memory_kept_its_contents", problems, f"{done}; {len(checksums)} files")
+
+
+def judge_kernel_text(console_text: str) -> Check:
+    """The guest never ran kernel code that reads as zeros.
+
+    An oops with all-zero instruction bytes at RIP means a page of the kernel's own memory
+    came back zero-filled, which on a hinting guest is a page handed to the host while in
+    use (the guest dies before any workload can look, so this is the integrity check for
+    the kernel's memory as memory_kept_its_contents is for a process's).
+    """
+    zeros = zero_filled_code(console_text)
+    if not zeros:
+        return Check("kernel_text_intact", Status.PASS, "no oops on zero-filled kernel code")
+    first = zeros[0]
+    return Check(
+        "kernel_text_intact",
+        Status.FAIL,
+        f"the guest ran kernel code that reads as zeros at {first.rip} (console line "
+        f"{first.line}, {len(zeros)} such oops): kernel memory came back from the host "
+        "zero-filled, i.e. pages were handed to the host while in use",
+    )
 
 
 # -- lifecycle (QMP-driven events: unplug, balloon, hotplug, reset, OOM) --------------------

@@ -19,8 +19,9 @@ import pytest
 
 from harness import errors, report
 from harness.build import BuildResult
-from harness.errors import HarnessError, QemuDied, StepTestedNothing, VMError
+from harness.errors import GuestPanic, HarnessError, QemuDied, StepTestedNothing, VMError
 from harness.image import GuestImage
+from harness.judge import Check, judge_kernel_text
 from harness.parallel import own_results_dir
 from harness.paths import default_results_dir
 from harness.pipeline import GuestFactory, Pipeline
@@ -462,8 +463,27 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     way pytest reports a failing fixture, in the terminal and in the JUnit file."""
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
-    if call.when == "call" and call.excinfo is not None and is_infrastructure_fault(call.excinfo):
+    if call.excinfo is None or call.when == "teardown":
+        return
+    if (check := panic_verdict(call.excinfo)) is not None:
+        # A panic the judge can attribute to the series is a failure, boot or not.
+        report.when = "call"
+        report.longrepr = f"{check}\n\n{report.longreprtext}"
+    elif call.when == "call" and is_infrastructure_fault(call.excinfo):
         report.when = "setup"
+
+
+def panic_verdict(excinfo: pytest.ExceptionInfo[BaseException]) -> Check | None:
+    """The failed judge check that explains a guest panic, if one does."""
+    error = excinfo.value
+    if not isinstance(error, GuestPanic) or error.console_log is None:
+        return None
+    try:
+        console = error.console_log.read_text(errors="replace")
+    except OSError:
+        return None
+    check = judge_kernel_text(console)
+    return None if check.passed else check
 
 
 def is_infrastructure_fault(excinfo: pytest.ExceptionInfo[BaseException]) -> bool:

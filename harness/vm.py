@@ -446,6 +446,7 @@ class GuestVM:
             f"guest kernel {self.config.kernel} failed during boot "
             f"{self.boot_id}\n--- console (tail) ---\n{self.console_tail()}",
             f"full console: {self.paths.console_log}",
+            console_log=self.paths.console_log,
         )
 
     def _launch_failure(self, what: str) -> VMLaunchFailure:
@@ -498,6 +499,7 @@ class GuestVM:
                 f"guest kernel {self.config.kernel} of VM {self.boot_id} died (QEMU {death})"
                 f"\n--- console (tail) ---\n{self.console_tail()}",
                 f"full console: {self.paths.console_log}",
+                console_log=self.paths.console_log,
             )
         raise QemuDied(
             f"QEMU (pid {self.pid}) of VM {self.boot_id} {death}\n"

@@ -19,6 +19,7 @@ from harness.judge import (
     judge_accounting,
     judge_integrity,
     judge_kernel,
+    judge_kernel_text,
     judge_prediction,
     judge_quiet,
     judge_work,
@@ -237,3 +238,31 @@ def test_integrity_names_offset_and_bytes() -> None:
     assert judge_integrity("round 0 ok\ndone 1 rounds, 8 MiB verified\n", [("a", "a")]).passed
     changed = judge_integrity("done 1 rounds, 8 MiB verified\n", [("a" * 64, "b" * 64)])
     assert changed.status is Status.FAIL and "tmpfs file 0" in changed.detail
+
+
+# As sg-length-page-over's guest printed it (2026-11-30): the startup flush described each
+# block one page too long, and the host zeroed the kernel text next to a hinted block.
+ZEROED_TEXT_OOPS = """\
+[    0.848393] BUG: unable to handle page fault for address: 00000000000203d0
+[    0.849143] Oops: 0000 [#1] SMP
+[    0.849548] RIP: 0010:wait_for_initramfs+0x0/0x3b
+[    0.850010] Code: 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 \
+00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 <00> 00 00 00 00 00 00 00 00 00 00
+[    0.853188] RSP: 0000:ffffc90000013f08 EFLAGS: 00010246
+"""
+
+# An ordinary oops (a NULL dereference): the code bytes are the kernel's real instructions.
+ORDINARY_OOPS = """\
+[   12.000000] BUG: kernel NULL pointer dereference, address: 0000000000000008
+[   12.000017] RIP: 0010:page_hinting_process+0x5c/0x2b0
+[   12.000034] Code: 48 8b 47 08 48 85 c0 74 0c 00 00 <48> 8b 40 08 c3 cc cc 00 00 00
+"""
+
+
+def test_kernel_code_that_reads_as_zeros_fails_kernel_text_intact() -> None:
+    check = judge_kernel_text(ZEROED_TEXT_OOPS)
+    assert check.status is Status.FAIL
+    assert check.name == "kernel_text_intact"
+    assert "wait_for_initramfs+0x0/0x3b" in check.detail and "line 4" in check.detail
+    assert judge_kernel_text(ORDINARY_OOPS).passed
+    assert judge_kernel_text("").passed
