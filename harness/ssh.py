@@ -7,6 +7,7 @@ against; paramiko.AutoAddPolicy accepts it for this one in-memory client (nothin
 
 from __future__ import annotations
 
+import contextlib
 import random
 import select
 import socket
@@ -194,8 +195,12 @@ class GuestSSH:
         return result
 
     def start(self, command: str) -> RemoteProcess:
-        """Start a long-running program (e.g. memhog) and talk to it line by line."""
-        return RemoteProcess(self, command, self._open_channel(command))
+        """Start a long-running program (e.g. memhog) and talk to it line by line.
+
+        Its session ends only once RemoteProcess.wait() (or close_stdin()) gives it EOF, not
+        when the program exits: see hold_exit_until_eof().
+        """
+        return RemoteProcess(self, command, self._open_channel(hold_exit_until_eof(command)))
 
     def _open_channel(self, command: str) -> paramiko.Channel:
         if not self.connected or self._client is None:
@@ -233,6 +238,22 @@ class GuestSSH:
         if self.console_tail is not None:
             message = f"{message}\n--- guest console (tail) ---\n{self.console_tail()}"
         return SSHError(message, hint)
+
+
+def hold_exit_until_eof(command: str) -> str:
+    """`command` in a shell that, after it ends, reads stdin to EOF before exiting with its
+    status.
+
+    Dropbear 2022.83 (Debian 12's, the guest's) aborts the whole connection with "Failed
+    assertion (common-channel.c:705): `!channel->sent_close'" when one of its session
+    shells exits while another channel is opened but not yet running its command: the
+    SIGCHLD makes it close the new channel early (mkj/dropbear#321, fixed in 2024.86). A
+    background program that ends by itself while the harness opens a channel for a
+    `cat` hit that (the merges-in-the-drain step, 1 run in 3). The harness is one thread,
+    so a session that ends only when RemoteProcess.wait() closes stdin never ends while
+    the harness is opening another one.
+    """
+    return f"(\n{command}\n)\nstatus=$?\ncat >/dev/null\nexit $status"
 
 
 class RemoteProcess:
@@ -288,13 +309,17 @@ class RemoteProcess:
         self._channel.shutdown_write()
 
     def wait(self, timeout: float = 60.0) -> CommandResult:
-        """Wait for the program to exit; returns everything it printed that was not read."""
+        """Close its stdin and wait for the program to exit; returns everything it printed
+        that was not read. (A program still waiting for a line takes EOF for one.)"""
         deadline = time.monotonic() + timeout
+        if not self._channel.closed:
+            with contextlib.suppress(paramiko.SSHException, OSError, EOFError):
+                self.close_stdin()  # a broken connection shows in the drain below
         while not _drain(self._channel, self._stdout, self._stderr):
             if time.monotonic() > deadline:
                 raise self._ssh._error(
-                    f"{self.command!r} did not exit within {timeout:.0f} s",
-                    "send it what it waits for (a line on stdin), or kill() it",
+                    f"{self.command!r} did not exit within {timeout:.0f} s of its stdin closing",
+                    "look at what it was doing on the guest console, or kill() it",
                 )
             _wait_for_output(self._channel, deadline)
         self._finished = True

@@ -172,6 +172,29 @@ def test_real_tmpfill(vm: Guest) -> None:
 
 
 @pytest.mark.real
+def test_real_sessions_ending_beside_new_channels_keep_the_connection(vm: Guest) -> None:
+    """Guest dropbear (2022.83) drops the whole connection when a session shell exits while
+    another channel is being opened (mkj/dropbear#321). Unwrapped, this loop lost the
+    connection within 7 to 16 channels in each of three tries (2026-11-30); start() holds
+    each session open until wait() gives it EOF, so it must survive all of them."""
+    for i in range(40):
+        background = vm.ssh.start(f"sleep 0.0{i % 10}")  # ends by itself, mid-loop
+        for _ in range(3):
+            vm.ssh.check("true")
+        assert background.wait(timeout=10).exit_status == 0
+    assert vm.ssh.connected
+
+
+@pytest.mark.real
+def test_real_started_program_keeps_its_exit_status_and_wait_gives_eof(vm: Guest) -> None:
+    with vm.ssh.start("echo out; echo err >&2; exit 3") as failing:
+        result = failing.wait(timeout=10)
+    assert (result.exit_status, result.stdout, result.stderr) == (3, "out\n", "err\n")
+    with vm.ssh.start("read line; echo got:$line") as reader:  # waits for a line: EOF ends it
+        assert reader.wait(timeout=10).stdout == "got:\n"
+
+
+@pytest.mark.real
 def test_real_read_line_timeout(vm: Guest) -> None:
     with vm.ssh.start("sleep 20") as sleeper, pytest.raises(SSHError, match="no line"):
         sleeper.read_line(timeout=1.0)
