@@ -238,6 +238,12 @@ def test_pattern_rejects_bad_arguments(workloads: dict[str, Path], args: list[st
     assert result.returncode == 1 and "usage" in result.stderr and result.stdout == ""
 
 
+@pytest.mark.parametrize("args", [[], ["0"], ["-2"], ["x"], ["4", "4"], ["99999999999999999999"]])
+def test_hugepairs_rejects_bad_arguments(workloads: dict[str, Path], args: list[str]) -> None:
+    result = subprocess.run([workloads["hugepairs"], *args], capture_output=True, text=True)
+    assert result.returncode == 1 and "usage" in result.stderr and result.stdout == ""
+
+
 def test_tmpfill_protocol(workloads: dict[str, Path], tmp_path: Path) -> None:
     target = tmp_path / "fill"
     process = subprocess.Popen(

@@ -19,6 +19,9 @@ that idle point is judged. Each step frees memory only while the worker cannot b
   the host is done: pages put back before the device has them read back as zeros;
 * migratetype moves: compaction and hugetlb churn move free blocks between types; the
   hinted-tail and count checks must still hold;
+* merges in the drain: hugetlb pairs given back one buddy half at a time, the second half
+  while the first is held in a batch: every held block merges in the drain and must come
+  back unhinted;
 * frees during react: with the series' test hook holding each batch out 50 ms longer, a
   release 1 MiB at a time frees pages while batches are out (merges in the drain, frees behind the
   boundary); counts and flags must agree and the hinted blocks stay one tail block;
@@ -115,6 +118,10 @@ TAKE_HIGH_ORDER_BLOCKS = (
     "/proc/buddyinfo); echo $n > /proc/sys/vm/nr_hugepages; "
     "exec pattern --hold-until-line --hugetlb $((2 * $(cat /proc/sys/vm/nr_hugepages)))"
 )
+# Merges in the drain: the pool leaves this many 2 MiB blocks free (the watermarks), and
+# the first batch is held this long while the upper halves are given back.
+MERGE_LEFT_FREE_BLOCKS = 64
+MERGE_DELAY_MS = 2000
 TRICKLE_MS = 5  # between two 1 MiB munmaps: a steady stream of frees over a few seconds
 FAULTBENCH_MIB = 128  # page_fault1's size
 FAULTBENCH_S = 3
@@ -342,6 +349,65 @@ def test_migratetype_moves_keep_the_tail_block(guest: ScriptedGuest) -> None:
     set_hugepages(vm, 0)
     _, verdict = _idle_verdict(guest, "migratetype-moves")
     assert verdict.passed, f"{guest.revision.name} after compaction:\n{verdict}"
+
+
+@pytest.mark.hinting
+def test_merges_in_the_drain(guest: ScriptedGuest) -> None:
+    """Blocks held out in a batch merge in the drain with buddies freed meanwhile, every
+    time: `hugepairs` holds the hugetlb pool (all free blocks of order >= 9 but
+    MERGE_LEFT_FREE_BLOCKS) and gives back the lower halves of its order-10 pairs first,
+    lone order-9 blocks whose buddies it still holds: past HWM, a cycle starts. While the
+    first batch is held (the test hook), the upper halves follow. Each held lower half then
+    merges in the drain and must come back unhinted: counts and flags must agree at the
+    next idle point (a revision that marks a merged page hinted fails
+    zoneinfo_hinted_matches_debugfs), and the hinted blocks stay one tail block."""
+    vm = guest.vm
+    before = guest.settle()
+    buddy = guest.observe("merges-start").buddyinfo.free
+    blocks = sum(f[9] + 2 * f[10] for (_, zone), f in buddy.items() if zone != "DMA")
+    pool = set_hugepages(vm, blocks - MERGE_LEFT_FREE_BLOCKS)
+    holder = vm.ssh.start(f"hugepairs {pool}")
+    mapped = holder.read_line(timeout=300).split()  # mapped N lower L upper U
+    lower, upper = int(mapped[3]), int(mapped[5])
+    if lower < 2 * guest.spec.hwm or upper < guest.spec.capacity:
+        raise StepTestedNothing(
+            f"hugepairs held {pool} pages, {lower} lower and {upper} upper halves: too few "
+            "pairs to start a cycle and merge a batch",
+            "give the detection guest more memory",
+        )
+    assert set_react_delay(vm, MERGE_DELAY_MS), (
+        f"{guest.revision.name} has no debugfs page_hinting/react_delay_ms: the scenario "
+        "cannot hold a batch out"
+    )
+    try:
+        holder.write_line()
+        holder.expect_line(f"unmapped lower {lower}", timeout=120)
+        set_hugepages(vm, pool - lower)  # the lower halves, to the buddy allocator
+        wait_batch_out(vm, timeout_s=10)
+        holder.write_line()
+        holder.expect_line(f"unmapped upper {upper}", timeout=120)
+        set_hugepages(vm, 0)  # their buddies, while the batch is held
+        set_react_delay(vm, 0)
+        holder.wait(timeout=120)
+    finally:
+        set_react_delay(vm, 0)
+        set_hugepages(vm, 0)
+    obs, verdict = _idle_verdict(guest, "merges-in-drain")
+    assert before is not None and obs.hinting is not None
+    verdict += judge_work(before, obs.hinting, guest.spec)
+    assert verdict.passed, f"{guest.revision.name} after merges in the drain:\n{verdict}"
+    merged = _returned_unhinted(obs.hinting) - _returned_unhinted(before)
+    if merged <= 0:
+        raise StepTestedNothing(
+            "no block of the held batch merged in the drain (reported == hinted)",
+            f"raise MERGE_DELAY_MS ({MERGE_DELAY_MS} ms) in harness/scenarios/test_detection.py",
+        )
+    guest.record(f"merges in the drain ({merged} blocks came back merged)", verdict)
+
+
+def _returned_unhinted(state: HintingState) -> int:
+    """Blocks handed to react() that came back unhinted (merged in the drain), all zones."""
+    return sum(z.activity.reported - z.activity.hinted for z in state.zones if z.activity)
 
 
 @pytest.mark.hinting

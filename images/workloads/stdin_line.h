@@ -6,15 +6,16 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Block until a full line or EOF on stdin; the content does not matter. */
-static void wait_for_line(void)
+/* Block until a full line on stdin (1) or EOF (0); the content does not matter. */
+static int wait_for_line(void)
 {
 	char line[256];
 
 	while (fgets(line, sizeof(line), stdin)) {
 		if (strchr(line, '\n'))
-			return;
+			return 1;
 	}
+	return 0;
 }
 
 #endif
