@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.vm import VMConfig
 
 
 class HarnessError(Exception):
@@ -61,12 +65,20 @@ class VMLaunchFailure(VMError):
 
 
 class GuestPanic(VMError):
-    """The guest kernel panicked (or oopsed fatally); carries the console tail, and the
-    console log's path for a judge that reads all of it."""
+    """The guest kernel panicked (or oopsed fatally); carries the console tail, the console
+    log's path for a judge that reads all of it, and the VM's configuration (a VMConfig)
+    for a control boot that tells whether hinting caused it."""
 
-    def __init__(self, message: str, hint: str = "", console_log: Path | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        hint: str = "",
+        console_log: Path | None = None,
+        vm_config: VMConfig | None = None,
+    ) -> None:
         super().__init__(message, hint)
         self.console_log = console_log
+        self.vm_config = vm_config
 
 
 class QemuDied(VMError):

@@ -622,24 +622,41 @@ def judge_integrity(pattern_output: str, checksums: Sequence[tuple[str, str]]) -
     return _result("memory_kept_its_contents", problems, f"{done}; {len(checksums)} files")
 
 
-def judge_kernel_text(console_text: str) -> Check:
+def judge_kernel_text(console_text: str, control_booted: bool | None = None) -> Check:
     """The guest never ran kernel code that reads as zeros.
 
     An oops with all-zero instruction bytes at RIP means a page of the kernel's own memory
-    came back zero-filled, which on a hinting guest is a page handed to the host while in
-    use (the guest dies before any workload can look, so this is the integrity check for
-    the kernel's memory as memory_kept_its_contents is for a process's).
+    came back zero-filled. The crash is in no function of the series, so it is attributed
+    to hinting only by a control: `control_booted` says whether the same kernel booted
+    with the balloon's free-page-reporting off (None: no control was run). If it did, the
+    zeroed memory is what hinting handed to the host while in use: the integrity check for
+    the kernel's own memory, as memory_kept_its_contents is for a process's.
     """
     zeros = zero_filled_code(console_text)
     if not zeros:
         return Check("kernel_text_intact", Status.PASS, "no oops on zero-filled kernel code")
     first = zeros[0]
+    seen = (
+        f"the guest ran kernel code that reads as zeros at {first.rip} (console line "
+        f"{first.line}, {len(zeros)} such oops)"
+    )
+    if control_booted is False:
+        return Check(
+            "kernel_text_intact",
+            Status.NOT_APPLICABLE,
+            f"{seen}, but the same kernel also failed to boot with free-page-reporting off: "
+            "not attributable to hinting",
+        )
+    control = (
+        " and booted cleanly with the balloon's free-page-reporting off (control boot)"
+        if control_booted
+        else " (no control boot)"
+    )
     return Check(
         "kernel_text_intact",
         Status.FAIL,
-        f"the guest ran kernel code that reads as zeros at {first.rip} (console line "
-        f"{first.line}, {len(zeros)} such oops): kernel memory came back from the host "
-        "zero-filled, i.e. pages were handed to the host while in use",
+        f"{seen}{control}: kernel memory came back from the host zero-filled, i.e. pages "
+        "were handed to the host while in use",
     )
 
 

@@ -20,6 +20,13 @@ Outcome of a mutant, from the subprocess's JUnit (read with junitparser):
 put_hinted_page, virtballoon_page_hinting_*). A guest that hangs at boot with such a frame
 in its console (a soft lockup or RCU stall in the worker) is caught that way; a guest that
 hangs without one is an error.
+
+One crash outside the series' functions is attributed to it, by an experiment rather than
+a frame: an oops whose instruction bytes at RIP are all zeros (kernel text is never zero;
+the host's discard leaves zeros) on a kernel that boots cleanly when the balloon takes no
+hints (a control boot with free-page-reporting=off, run by the plugin). That is the judge's
+`kernel_text_intact` failing, so it reaches the campaign as a named check; if the control
+boot fails too, the crash stays an error.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ import pytest
 
 from harness import errors, report
 from harness.build import BuildResult
+from harness.dmesg import zero_filled_code
 from harness.errors import GuestPanic, HarnessError, QemuDied, StepTestedNothing, VMError
 from harness.image import GuestImage
 from harness.judge import Check, judge_kernel_text
@@ -28,6 +29,7 @@ from harness.pipeline import GuestFactory, Pipeline
 from harness.progress import format_breakdown, time_spent
 from harness.revisions import Revision, resolve
 from harness.session_data import SessionData, gather_worker_data, write_session_data
+from harness.vm import boots_without_reporting
 from harness.workloads import ReleaseMeasurement
 
 log = logging.getLogger(__name__)
@@ -474,7 +476,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 
 
 def panic_verdict(excinfo: pytest.ExceptionInfo[BaseException]) -> Check | None:
-    """The failed judge check that explains a guest panic, if one does."""
+    """The failed judge check that explains a guest panic, if one does: kernel code read
+    as zeros, on a kernel that boots when the balloon takes no hints (a control boot)."""
     error = excinfo.value
     if not isinstance(error, GuestPanic) or error.console_log is None:
         return None
@@ -482,7 +485,11 @@ def panic_verdict(excinfo: pytest.ExceptionInfo[BaseException]) -> Check | None:
         console = error.console_log.read_text(errors="replace")
     except OSError:
         return None
-    check = judge_kernel_text(console)
+    if not zero_filled_code(console):
+        return None
+    config = error.vm_config
+    reporting = config is not None and config.balloon and config.free_page_reporting
+    check = judge_kernel_text(console, boots_without_reporting(config) if reporting else False)
     return None if check.passed else check
 
 

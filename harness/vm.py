@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -447,6 +447,7 @@ class GuestVM:
             f"{self.boot_id}\n--- console (tail) ---\n{self.console_tail()}",
             f"full console: {self.paths.console_log}",
             console_log=self.paths.console_log,
+            vm_config=self.config,
         )
 
     def _launch_failure(self, what: str) -> VMLaunchFailure:
@@ -500,6 +501,7 @@ class GuestVM:
                 f"\n--- console (tail) ---\n{self.console_tail()}",
                 f"full console: {self.paths.console_log}",
                 console_log=self.paths.console_log,
+                vm_config=self.config,
             )
         raise QemuDied(
             f"QEMU (pid {self.pid}) of VM {self.boot_id} {death}\n"
@@ -659,3 +661,20 @@ class GuestVM:
             _kill_process(self._process)
         if self._finalizer is not None:
             self._finalizer.detach()
+
+
+CONTROL_BOOT_DIR = "control-boot-without-reporting"
+
+
+def boots_without_reporting(config: VMConfig) -> bool:
+    """Whether the same kernel and initramfs boot to the ready marker when the balloon does
+    not accept hints (free-page-reporting=off): the control that tells a crash hinting
+    caused from one it did not. Its console stays in `<workdir>/CONTROL_BOOT_DIR`."""
+    workdir = config.workdir / CONTROL_BOOT_DIR
+    workdir.mkdir(parents=True, exist_ok=True)
+    control = replace(config, free_page_reporting=False, workdir=workdir, ssh_port=None)
+    try:
+        with GuestVM(control):
+            return True
+    except VMError:
+        return False

@@ -260,9 +260,13 @@ ORDINARY_OOPS = """\
 
 
 def test_kernel_code_that_reads_as_zeros_fails_kernel_text_intact() -> None:
-    check = judge_kernel_text(ZEROED_TEXT_OOPS)
+    check = judge_kernel_text(ZEROED_TEXT_OOPS, control_booted=True)
     assert check.status is Status.FAIL
     assert check.name == "kernel_text_intact"
     assert "wait_for_initramfs+0x0/0x3b" in check.detail and "line 4" in check.detail
+    assert "free-page-reporting off (control boot)" in check.detail
+    # the same crash without hints taken: no verdict on hinting
+    unrelated = judge_kernel_text(ZEROED_TEXT_OOPS, control_booted=False)
+    assert unrelated.status is Status.NOT_APPLICABLE and "not attributable" in unrelated.detail
     assert judge_kernel_text(ORDINARY_OOPS).passed
     assert judge_kernel_text("").passed

@@ -66,13 +66,21 @@ def run_scenario_plugin(tmp_path: Path, results: Path) -> subprocess.CompletedPr
         "    _panic(True)\n"
         "def test_panic_under_the_workload():\n"
         "    _panic(False)\n"
-        "def test_panic_on_zeroed_kernel_text(tmp_path):\n"
+        "import harness.plugin\n"
+        "from harness.vm import VMConfig\n"
+        "def _zeroed_text_panic(tmp_path, control_boots):\n"
+        "    harness.plugin.boots_without_reporting = lambda config: control_boots\n"
         "    console = tmp_path / 'console.log'\n"
         "    console.write_text('RIP: 0010:wait_for_initramfs+0x0/0x3b\\n'\n"
         "                       'Code: 00 00 00 <00> 00 00\\n')\n"
-        "    error = GuestPanic('guest kernel failed during boot', 'see', console_log=console)\n"
+        "    config = VMConfig(kernel=tmp_path, initrd=tmp_path, workdir=tmp_path)\n"
+        "    error = GuestPanic('guest kernel failed during boot', 'see', console, config)\n"
         "    error.during_boot = True\n"
         "    raise error\n"
+        "def test_panic_on_zeroed_kernel_text(tmp_path):\n"
+        "    _zeroed_text_panic(tmp_path, control_boots=True)\n"
+        "def test_panic_on_zeroed_text_also_without_reporting(tmp_path):\n"
+        "    _zeroed_text_panic(tmp_path, control_boots=False)\n"
     )
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "harness.plugin", "-p", "no:cacheprovider",
@@ -113,6 +121,10 @@ def test_scenario_junit_is_pytests_own_with_properties(tmp_path: Path) -> None:
     failure = zeroed.find("failure")
     assert failure is not None
     assert "[FAIL] kernel_text_intact" in (failure.get("message") or "") + (failure.text or "")
+    assert "control boot" in (failure.text or "")
+    # A kernel that crashes the same way with no hints taken: not hinting's doing, an error.
+    unrelated = root.find(".//testcase[@name='test_panic_on_zeroed_text_also_without_reporting']")
+    assert unrelated is not None and unrelated.find("error") is not None
     run_scenario_plugin(tmp_path, results)
     assert (tmp_path / "results.previous" / "junit.xml").is_file()
 

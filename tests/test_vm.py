@@ -24,7 +24,14 @@ from harness.errors import (
 from harness.guest import Guest
 from harness.pipeline import stock_kernel
 from harness.ssh import RunKey, generate_run_key
-from harness.vm import GuestVM, QemuPaths, VMConfig, build_qemu_command
+from harness.vm import (
+    CONTROL_BOOT_DIR,
+    GuestVM,
+    QemuPaths,
+    VMConfig,
+    boots_without_reporting,
+    build_qemu_command,
+)
 
 PATHS = QemuPaths(Path("/w/console.log"), Path("/w/qemu.log"), Path("/w/qmp.sock"))
 
@@ -385,6 +392,21 @@ def test_real_panic_at_boot(tmp_path: Path, run_initrd: Path) -> None:
     with pytest.raises(GuestPanic, match="Attempted to kill init"):
         vm.start()
     assert vm._process is not None and process_gone(vm._process.pid)
+
+
+@pytest.mark.real
+def test_real_panic_carries_what_a_control_boot_needs(tmp_path: Path, run_initrd: Path) -> None:
+    """The control boot of kernel_text_intact: the same kernel with the balloon taking no
+    hints. A kernel that boots gives True; one that crashes either way (no init) False."""
+    config = real_config(tmp_path, run_initrd, extra_cmdline="rdinit=/bin/false", memory_mib=512)
+    with pytest.raises(GuestPanic) as raised:
+        GuestVM(config).start()
+    assert raised.value.vm_config == config and raised.value.console_log is not None
+    assert "Attempted to kill init" in raised.value.console_log.read_text()
+    assert boots_without_reporting(config) is False
+    assert boots_without_reporting(real_config(tmp_path, run_initrd, memory_mib=512)) is True
+    control_console = tmp_path / "vm" / CONTROL_BOOT_DIR / "console.log"
+    assert "PHH-READY" in control_console.read_text()
 
 
 @pytest.mark.real
