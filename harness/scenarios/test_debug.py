@@ -20,7 +20,7 @@ from harness.judge import JudgeConfig, judge_integrity, judge_kernel
 from harness.known_splats import is_known, load_known_splats
 from harness.pipeline import GuestFactory
 from harness.revisions import Revision
-from harness.scenarios.guest_checks import format_splats, observe, splats
+from harness.scenarios.guest_checks import format_splats, judge_reading_again, observe, splats
 from harness.spec import load_spec
 from harness.units import MiB
 from harness.workloads import (
@@ -85,27 +85,23 @@ def test_debug_kernel_log_is_clean_or_known(
     )
 
 
-# Checks that compare two files read one after the other: with two vCPUs the allocator
-# moves a block now and then between the reads. Seen on hinting-v2+debug and on two
-# mutants: pagetypeinfo and debugfs one order-9 Unmovable or Reclaimable block apart, on
-# all three reads (each read is a new `cat`, whose own allocations come and go). Hence a
-# tolerance of one block for free counts, and up to three reads for the rest.
+# With two vCPUs the allocator moves a block now and then between two file reads. Seen on
+# hinting-v2+debug and on two mutants: pagetypeinfo and debugfs one order-9 Unmovable or
+# Reclaimable block apart, on all three reads (each read is a new `cat`, whose own
+# allocations come and go). Hence a tolerance of one block for free counts, and up to
+# three reads for the rest (judge_reading_again).
 DEBUG_JUDGE = JudgeConfig(require_idle=True, free_tolerance=1)
-CROSS_FILE_CHECKS = frozenset(
-    {"free_counts_agree", "hinted_le_free_per_order", "zoneinfo_hinted_matches_debugfs"}
-)
-OBSERVE_ATTEMPTS = 3
 
 
 def _judge_settled(vm, spec):
-    """Judge an idle point; read again (up to 3 times) while only the cross-file checks
-    fail, so that a block moved between two file reads is not taken for a defect."""
-    for _ in range(OBSERVE_ATTEMPTS):
-        obs = observe(vm)
-        verdict = judge_kernel(obs, DEBUG_JUDGE, spec)
-        if not {c.name for c in verdict.failures} <= CROSS_FILE_CHECKS or verdict.passed:
-            break
-    return obs, verdict
+    """Judge an idle point; read again while only the cross-file checks fail, so that a
+    block moved between two file reads is not taken for a defect."""
+    return judge_reading_again(lambda attempt: _read_and_judge(vm, spec))
+
+
+def _read_and_judge(vm, spec):
+    obs = observe(vm)
+    return obs, judge_kernel(obs, DEBUG_JUDGE, spec)
 
 
 def _free_during_react(vm, spec) -> None:

@@ -61,7 +61,7 @@ from harness.model.params import Params
 from harness.pipeline import GuestFactory
 from harness.procfs import GuestObservations, HintingState
 from harness.revisions import Revision
-from harness.scenarios.guest_checks import format_splats, observe, splats
+from harness.scenarios.guest_checks import format_splats, judge_reading_again, observe, splats
 from harness.spec import HintingSpec, load_spec
 from harness.workloads import (
     read_hinting_state,
@@ -178,10 +178,19 @@ def guest(
 
 
 def _idle_verdict(guest: ScriptedGuest, label: str) -> tuple[GuestObservations, Verdict]:
-    """Judge an idle point: every kernel-side check, and the zone must be idle."""
-    guest.settle()
-    obs = guest.observe(label)
-    verdict = judge_kernel(obs, JudgeConfig(require_idle=True), guest.spec)
+    """Judge an idle point: every kernel-side check, and the zone must be idle. A
+    disagreement between two files read a moment apart is read again (judge_reading_again);
+    a counting defect (a count at the wrong order) disagrees on every read."""
+
+    def read_and_judge(attempt: int) -> tuple[GuestObservations, Verdict]:
+        guest.settle()
+        obs = guest.observe(label if attempt == 1 else f"{label}-read{attempt}")
+        return obs, judge_kernel(obs, JudgeConfig(require_idle=True), guest.spec)
+
+    obs, verdict = judge_reading_again(
+        read_and_judge,
+        lambda read, first: guest.record(f"{label}: read {read} disagreed between files", first),
+    )
     return obs, guest.record(label, verdict)
 
 

@@ -48,7 +48,7 @@ from harness.poll import poll_until
 from harness.procfs import GuestObservations, HintingState
 from harness.revisions import Revision
 from harness.rss import read_rss_bytes
-from harness.scenarios.guest_checks import format_splats, observe, splats
+from harness.scenarios.guest_checks import format_splats, judge_reading_again, observe, splats
 from harness.spec import HintingSpec, load_spec
 from harness.units import MiB
 from harness.workloads import (
@@ -83,13 +83,6 @@ ACCOUNTING_TOLERANCE_KIB = 8 * 1024
 HIGH_ORDER_TOLERANCE_KIB = 32 * 1024
 OOM_REPORT = "Out of memory: Killed process"
 ONLINE_S = 60.0  # hot-added memory blocks are onlined by the kernel within a second or two
-# Checks that compare counts across files read one after another (see idle_verdict).
-CROSS_FILE_CHECKS = {
-    "free_counts_agree",
-    "hinted_le_free_per_order",
-    "zoneinfo_hinted_matches_debugfs",
-}
-CROSS_FILE_READS = 3
 UNPLUG_REACT_DELAY_MS = 200  # ~3 batches of 384 MiB: the worker is busy for ~0.7 s
 
 
@@ -119,19 +112,14 @@ class LifecycleGuest:
         The files are read one after another, and after an event (a DIMM just onlined) the
         allocator may still merge a few blocks between two reads (seen once, on hinting-v2:
         debugfs 6/235 against pagetypeinfo 4/237 order-9/10 blocks). When only the checks
-        that compare two files fail, the guest is observed again (up to CROSS_FILE_READS
-        times, a second apart): a race goes away, a counting defect does not."""
-        obs, verdict = self._judge_idle(label)
-        for attempt in range(2, CROSS_FILE_READS + 1):
-            failed = {check.name for check in verdict.failures}
-            if not failed or not failed <= CROSS_FILE_CHECKS:
-                break
-            self.verdicts.append(
-                f"== {label}: read {attempt - 1} disagreed between files\n{verdict}"
-            )
-            time.sleep(1.0)
-            obs, verdict = self._judge_idle(f"{label}-read{attempt}")
-        return obs, verdict
+        that compare two files fail, the guest is observed again (judge_reading_again):
+        a race goes away, a counting defect does not."""
+        return judge_reading_again(
+            lambda attempt: self._judge_idle(label if attempt == 1 else f"{label}-read{attempt}"),
+            lambda read, verdict: self.verdicts.append(
+                f"== {label}: read {read} disagreed between files\n{verdict}"
+            ),
+        )
 
     def _judge_idle(self, label: str) -> tuple[GuestObservations, Verdict]:
         self.settle()
