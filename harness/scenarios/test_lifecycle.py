@@ -321,21 +321,34 @@ def test_balloon_unplug_during_hinting(lifecycle_guest: LifecycleGuest) -> None:
     vm.ssh.check(f"echo | memhog {RELEASE_MIB} > /dev/null", timeout=300)
     time.sleep(STOCK_SETTLE_S)
     rss_fall = read_rss_bytes(vm.pid) - rss_before
-    gone = guest.observe("unplugged")
-    verdict = Verdict(
-        (
-            judge_accounting(
-                FreeMemory.of(before, guest.spec.min_order),
-                [FreeMemory.of(gone, guest.spec.min_order)],
-                ACCOUNTING_TOLERANCE_KIB,
-                HIGH_ORDER_TOLERANCE_KIB,
-            ),
+
+    def judge_unplugged(attempt: int) -> tuple[GuestObservations, Verdict]:
+        # No device, so no idle point to wait for: the files are read after a fixed settle,
+        # and read again if two of them disagree (seen once in CI on hinting-v2: debugfs
+        # 6/234 against pagetypeinfo 5/236 order-9/10 blocks).
+        gone = guest.observe("unplugged" if attempt == 1 else f"unplugged-read{attempt}")
+        verdict = Verdict(
+            (
+                judge_accounting(
+                    FreeMemory.of(before, guest.spec.min_order),
+                    [FreeMemory.of(gone, guest.spec.min_order)],
+                    ACCOUNTING_TOLERANCE_KIB,
+                    HIGH_ORDER_TOLERANCE_KIB,
+                ),
+            )
         )
+        if unplugged is not None and gone.hinting is not None:
+            # rss_fall < 0 means the RSS went up (the second memhog touched fresh pages)
+            verdict += judge_device_gone(unplugged, gone.hinting, -rss_fall, NO_DISCARD_LIMIT)
+            verdict += judge_kernel(gone, JudgeConfig(device_expected=False), guest.spec)
+        return gone, verdict
+
+    _, verdict = judge_reading_again(
+        judge_unplugged,
+        lambda read, first: guest.verdicts.append(
+            f"== unplugged: read {read} disagreed between files\n{first}"
+        ),
     )
-    if unplugged is not None and gone.hinting is not None:
-        # rss_fall < 0 means the RSS went up (the second memhog touched fresh pages)
-        verdict += judge_device_gone(unplugged, gone.hinting, -rss_fall, NO_DISCARD_LIMIT)
-        verdict += judge_kernel(gone, JudgeConfig(device_expected=False), guest.spec)
     plug_balloon(vm)
     _, replugged = guest.idle_verdict("replugged")
     measured = measure_release(
