@@ -61,21 +61,22 @@ def hinted_vs_free(obs: GuestObservations) -> list[tuple[str, int, int, int]]:
 
 def judge_reading_again(
     read_and_judge: Callable[[int], tuple[GuestObservations, Verdict]],
-    disagreed: Callable[[int, Verdict], None] = lambda attempt, verdict: None,
+    disagreed: Callable[[str], None] = lambda note: None,
 ) -> tuple[GuestObservations, Verdict]:
     """Observe and judge an idle point; while the only failures are cross-file checks,
     observe again (up to CROSS_FILE_READS reads, CROSS_FILE_PAUSE_S apart). A race
     between two file reads goes away; a counting defect does not.
 
-    `read_and_judge(attempt)` reads and judges once (attempt 1, 2, ...); `disagreed` hears
-    of each verdict that is read again, for the evidence.
+    `read_and_judge(attempt)` reads and judges once (attempt 1, 2, ...); `disagreed` gets a
+    note of each verdict that is read again ("read N disagreed between files" and the
+    verdict), for the evidence.
     """
     obs, verdict = read_and_judge(1)
     for attempt in range(2, CROSS_FILE_READS + 1):
         failed = {check.name for check in verdict.failures}
         if not failed or not failed <= CROSS_FILE_CHECKS:
             break
-        disagreed(attempt - 1, verdict)
+        disagreed(f"read {attempt - 1} disagreed between files\n{verdict}")
         time.sleep(CROSS_FILE_PAUSE_S)
         obs, verdict = read_and_judge(attempt)
     return obs, verdict

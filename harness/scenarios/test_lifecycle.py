@@ -116,9 +116,7 @@ class LifecycleGuest:
         a race goes away, a counting defect does not."""
         return judge_reading_again(
             lambda attempt: self._judge_idle(label if attempt == 1 else f"{label}-read{attempt}"),
-            lambda read, verdict: self.verdicts.append(
-                f"== {label}: read {read} disagreed between files\n{verdict}"
-            ),
+            lambda note: self.verdicts.append(f"== {label}: {note}"),
         )
 
     def _judge_idle(self, label: str) -> tuple[GuestObservations, Verdict]:
@@ -345,9 +343,7 @@ def test_balloon_unplug_during_hinting(lifecycle_guest: LifecycleGuest) -> None:
 
     _, verdict = judge_reading_again(
         judge_unplugged,
-        lambda read, first: guest.verdicts.append(
-            f"== unplugged: read {read} disagreed between files\n{first}"
-        ),
+        lambda note: guest.verdicts.append(f"== unplugged: {note}"),
     )
     plug_balloon(vm)
     _, replugged = guest.idle_verdict("replugged")
