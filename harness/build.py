@@ -359,6 +359,11 @@ def make_env(tree: Path) -> dict[str, str]:
         **os.environ,
         "CCACHE_DIR": str(cache_dir("ccache")),
         "CCACHE_BASEDIR": str(tree),
+        # Depend mode: the cache key comes from the compiler's own dependency file (kbuild
+        # always asks for one), so a miss does not run the preprocessor a second time.
+        # Measured on the stock config, cold, make -j3: no ccache 214 s, ccache's default
+        # mode 328 s, depend mode 238 s; warm from depend mode 43 s (96 % hits).
+        "CCACHE_DEPEND": "1",
         "LC_ALL": "C",
     }
 

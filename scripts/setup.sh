@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEBS=(qemu-system-x86 busybox-static dropbear-bin cpio ccache gcc make bc flex bison
-      libelf-dev libssl-dev python3-venv xz-utils git)
+      libelf-dev libssl-dev python3-venv xz-utils lz4 git)
 
 missing=()
 for pkg in "${DEBS[@]}"; do

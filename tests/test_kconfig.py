@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -138,6 +139,35 @@ def test_configure_keeps_identical_config_untouched(fake_tree: Path, tmp_path: P
     configure(fake_tree, [fragment])  # regenerated, same content: old mtime kept
     assert (fake_tree / "make-runs").read_text().count("run") == 2
     assert config.stat().st_mtime == 1_000_000_000
+
+
+def _commit_all(tree: Path, message: str) -> None:
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q"], cwd=tree, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=tree, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", message], cwd=tree, check=True)
+
+
+def test_configure_skipped_after_a_series_edit_outside_kconfig(
+    fake_tree: Path, tmp_path: Path
+) -> None:
+    """The maintainer's loop: a patch edited in a .c file keeps the .config (no make run);
+    a patch that changes a Kconfig file configures again."""
+    (fake_tree / ".gitignore").write_text(".config\n.phh-config-stamp\nmake-runs\n")
+    write(fake_tree / "mm" / "page_hinting.c", "int x;\n")
+    _commit_all(fake_tree, "base")
+    fragment = write(tmp_path / "f.config", "CONFIG_FOO=y\n")
+    configure(fake_tree, [fragment])
+
+    write(fake_tree / "mm" / "page_hinting.c", "int x; /* edited */\n")
+    _commit_all(fake_tree, "series edited outside Kconfig")
+    configure(fake_tree, [fragment])
+    assert (fake_tree / "make-runs").read_text().count("run") == 1
+
+    write(fake_tree / "mm" / "Kconfig", 'config HINTING\n\tbool "h"\n')
+    _commit_all(fake_tree, "series adds a Kconfig option")
+    configure(fake_tree, [fragment])
+    assert (fake_tree / "make-runs").read_text().count("run") == 2
 
 
 def test_configure_names_dropped_option_and_restores(fake_tree: Path, tmp_path: Path) -> None:
