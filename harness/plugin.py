@@ -164,9 +164,11 @@ def _group_by_revision(items: list[pytest.Item], fixture: str) -> None:
     for item in shared:
         revision = item.callspec.params["revision"].name  # type: ignore[attr-defined]
         rank.setdefault(revision, len(rank))
-        # Under `-n 2` (--dist loadgroup) one worker runs them all, in this order.
+        # Under `-n 2` (--dist loadgroup) one worker runs them all, in this order; the
+        # same fixture name in two modules is two guests, so two groups.
         # (no "]" in the name: xdist takes a node id ending in "]" as having no group)
-        item.add_marker(pytest.mark.xdist_group(f"{fixture}-{revision}"))
+        module = Path(item.location[0]).stem.removeprefix("test_")
+        item.add_marker(pytest.mark.xdist_group(f"{fixture}-{module}-{revision}"))
 
     def key(item: pytest.Item) -> tuple[int, str, int]:
         revision = item.callspec.params["revision"].name  # type: ignore[attr-defined]

@@ -3,12 +3,15 @@ suite's JUnit report becomes caught / missed / error."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from harness import mutants
 from harness.errors import HarnessError
+from harness.paths import REPO_ROOT
 from harness.series import load_series
 from harness.spec import V2_SPEC, load_spec
 
@@ -107,3 +110,22 @@ def test_the_clean_revision_must_pass(tmp_path: Path) -> None:
     assert mutants.classify(_junit(tmp_path / "p.xml", PASS), 0, clean=True)[0] == "passed"
     failing = _junit(tmp_path / "f.xml", _fail("AssertionError: boom"))
     assert mutants.classify(failing, 1, clean=True) == ("failed", "boom")
+
+
+def test_the_campaign_runs_every_detection_step() -> None:
+    """The campaign's -k filter keeps every step of both detection guests (a step left out
+    cannot catch its mutant) and no negative control (it cannot catch one)."""
+
+    def collected(target: str, *selection: str) -> set[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", target, "--collect-only",
+             "-q", "-p", "no:cacheprovider", "-p", "no:xdist", *selection],
+            cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return {line.split("[")[0] for line in done.stdout.splitlines() if "::" in line}
+
+    selected = collected("harness", "-k", mutants.SCENARIO_FILTER)
+    for module in ("test_detection.py", "test_batches_out.py", "test_lifecycle.py"):
+        every = collected(f"harness/scenarios/{module}")
+        assert every and every <= selected, f"{module}: {sorted(every - selected)} left out"
+    assert not any("negative_control" in test for test in selected)

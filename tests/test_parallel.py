@@ -140,40 +140,47 @@ def test_report_command_names_a_shard_without_results(tmp_path: Path) -> None:
 class FakeItem:
     """Just what the plugin's grouping reads of a pytest item."""
 
-    def __init__(self, name: str, revision: str, fixture: str | None) -> None:
+    def __init__(self, name: str, revision: str, fixture: str | None, module: str = "x") -> None:
         self.name = name
         self.fixturenames = ["revision", *([fixture] if fixture else [])]
         self.callspec = SimpleNamespace(params={"revision": SimpleNamespace(name=revision)})
-        self.location = ("harness/scenarios/test_x.py", len(name), name)
+        self.location = (f"harness/scenarios/test_{module}.py", len(name), name)
         self.marks: list[pytest.MarkDecorator] = []
 
     def add_marker(self, mark: pytest.MarkDecorator) -> None:
         self.marks.append(mark)
 
 
-def test_tests_sharing_a_guest_are_one_xdist_group_per_revision() -> None:
+def test_tests_sharing_a_guest_are_one_xdist_group_per_module_and_revision() -> None:
     items = [
         FakeItem("a", "stock", "guest"),
         FakeItem("release", "stock", None),
         FakeItem("a", "hinting-v2", "guest"),
         FakeItem("b", "stock", "guest"),
+        FakeItem("c", "hinting-v2", "guest", module="y"),
         FakeItem("b", "hinting-v2", "guest"),
     ]
     plugin._group_by_revision(items, "guest")  # type: ignore[arg-type]
     groups = {(i.name, i.callspec.params["revision"].name): i.marks for i in items}
     assert groups[("release", "stock")] == []
-    for name in ("a", "b"):
-        for revision in ("stock", "hinting-v2"):
-            (mark,) = groups[(name, revision)]
-            assert mark.name == "xdist_group" and mark.args == (f"guest-{revision}",)
-            # the node id xdist's worker makes of it is scheduled as that group
-            node_id = f"harness/scenarios/test_x.py::test_{name}[{revision}]@{mark.args[0]}"
-            assert LoadGroupScheduling._split_scope(None, node_id) == mark.args[0]  # type: ignore[arg-type]
-    # revision by revision, in definition order
+    expected = {
+        ("a", "stock"): "guest-x-stock",
+        ("b", "stock"): "guest-x-stock",
+        ("a", "hinting-v2"): "guest-x-hinting-v2",
+        ("b", "hinting-v2"): "guest-x-hinting-v2",
+        ("c", "hinting-v2"): "guest-y-hinting-v2",  # another module's guest: its own group
+    }
+    for (name, revision), group in expected.items():
+        (mark,) = groups[(name, revision)]
+        assert mark.name == "xdist_group" and mark.args == (group,)
+        # the node id xdist's worker makes of it is scheduled as that group
+        node_id = f"harness/scenarios/test_x.py::test_{name}[{revision}]@{mark.args[0]}"
+        assert LoadGroupScheduling._split_scope(None, node_id) == mark.args[0]  # type: ignore[arg-type]
+    # revision by revision, module by module, in definition order
     order = [(i.name, i.callspec.params["revision"].name) for i in items]
     assert order == [
         ("a", "stock"), ("release", "stock"), ("b", "stock"), ("a", "hinting-v2"),
-        ("b", "hinting-v2"),
+        ("b", "hinting-v2"), ("c", "hinting-v2"),
     ]  # fmt: skip
 
 

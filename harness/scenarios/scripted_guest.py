@@ -1,0 +1,94 @@
+"""One booted guest per revision that a module's steps drive in order, and its idle points.
+
+The detection steps run on two such guests (test_detection.py, test_batches_out.py), so
+that under xdist two workers share them: each is a module fixture built by
+`scripted_guest`, and each step judges its idle point with `idle_verdict`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.evidence import save_console, save_json
+from harness.judge import JudgeConfig, Verdict, judge_kernel
+from harness.pipeline import GuestFactory
+from harness.procfs import GuestObservations, HintingState
+from harness.revisions import Revision
+from harness.scenarios.guest_checks import format_splats, judge_reading_again, observe, splats
+from harness.spec import HintingSpec, load_spec
+from harness.workloads import wait_hinting_idle
+
+# Stock 6.1 reporting has no idle indicator; its worker runs 2 s after a request (and
+# reporting does not change MemFree: reported pages stay on the free lists).
+STOCK_SETTLE_S = 3.0
+
+
+@dataclass
+class ScriptedGuest:
+    """A booted guest of one revision and what the steps learnt so far."""
+
+    revision: Revision
+    vm: object
+    evidence: Path
+    spec: HintingSpec
+    zone: str = ""
+    first_state: HintingState | None = None
+    verdicts: list[str] = field(default_factory=list)
+
+    def settle(self) -> HintingState | None:
+        """Wait until hinting is idle (stock: until its reporting pass is surely over)."""
+        if not self.revision.hinting:
+            time.sleep(STOCK_SETTLE_S)
+            return None
+        return wait_hinting_idle(self.vm, settle_s=3 * self.spec.delay_s)
+
+    def observe(self, label: str) -> GuestObservations:
+        obs = observe(self.vm)
+        save_json(self.evidence / f"{label}.json", obs)
+        return obs
+
+    def record(self, label: str, verdict: Verdict) -> Verdict:
+        self.note(f"{label}\n{verdict}")
+        return verdict
+
+    def note(self, text: str) -> None:
+        """Add to the evidence's verdict.txt (every idle point, and each read again)."""
+        self.verdicts.append(f"== {text}")
+        (self.evidence / "verdict.txt").write_text("\n".join(self.verdicts) + "\n")
+
+
+@contextmanager
+def scripted_guest(
+    revision: Revision, new_guest: GuestFactory, evidence: Path
+) -> Iterator[ScriptedGuest]:
+    """For a module fixture: boot, hand the guest to the steps, then fail the module's last
+    step on any kernel-log problem (the console and splats go to `evidence`)."""
+    evidence.mkdir(parents=True, exist_ok=True)
+    with new_guest(revision, evidence) as vm:
+        scripted = ScriptedGuest(revision, vm, evidence, load_spec(revision.series))
+        try:
+            yield scripted
+        finally:
+            found = splats(vm)
+            save_json(evidence / "splats.json", found)
+            save_console(evidence, vm.console_log)
+    (evidence / "initrd.img").unlink(missing_ok=True)
+    assert not found, f"{revision.name}: kernel log problems:\n{format_splats(found)}"
+
+
+def idle_verdict(guest: ScriptedGuest, label: str) -> tuple[GuestObservations, Verdict]:
+    """Judge an idle point: every kernel-side check, and the zone must be idle. A
+    disagreement between two files read a moment apart is read again (judge_reading_again);
+    a counting defect (a count at the wrong order) disagrees on every read."""
+
+    def read_and_judge(attempt: int) -> tuple[GuestObservations, Verdict]:
+        guest.settle()
+        obs = guest.observe(label if attempt == 1 else f"{label}-read{attempt}")
+        return obs, judge_kernel(obs, JudgeConfig(require_idle=True), guest.spec)
+
+    obs, verdict = judge_reading_again(read_and_judge, lambda note: guest.note(f"{label}: {note}"))
+    return obs, guest.record(label, verdict)
