@@ -17,8 +17,6 @@ from enum import StrEnum
 from pathlib import Path
 
 from junitparser import Error, Failure, JUnitXml, Skipped, TestCase
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from harness.errors import HarnessError
 from harness.rss import RssSample, time_to_fraction
@@ -120,6 +118,11 @@ def plot_rss(
     series is drawn against seconds since its release, so every release sits at x = 0 under
     one dashed line; an unmarked series is drawn from its first sample.
     """
+    # Imported here: matplotlib costs 0.4 s to import, and only the controller plots
+    # (every xdist worker imports this module).
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(9, 5), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()

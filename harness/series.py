@@ -18,6 +18,7 @@ import hashlib
 import re
 import subprocess
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -405,26 +406,47 @@ def _read_text(path: Path) -> str:
 def apply_series(tree: Path, series: Series) -> None:
     """Apply every patch with `git am` (plain diffs: `git apply` + commit), strictly.
 
-    On failure the tree is put back at its starting commit, cleaned, and PatchApplyError
-    names the patch (the user's file, not the cache), its Subject, and the failed hunks.
+    Consecutive mail patches go to one `git am` (0.6 s for v2's 8 patches on the kernel,
+    1.9 s one call each: every call reads and writes the 75,000-file index). On failure
+    the tree is put back at its starting commit, cleaned, and PatchApplyError names the
+    patch (the user's file, not the cache), its Subject, and the failed hunks.
     """
     start = run_git(["rev-parse", "HEAD"], tree).stdout.strip()
-    for index, patch in enumerate(series.patches, start=1):
-        result = _apply_one(tree, patch)
-        if result.returncode != 0:
-            detail = _failure_detail(tree, patch, result.stdout + result.stderr)
-            _restore(tree, start)
-            raise PatchApplyError(
-                f"patch {index}/{len(series.patches)} of series {series.name} does not apply: "
-                f"{describe(series.label(index - 1), patch)}\n{detail}",
-                f"rebase the patch on the tree being patched ({tree} at {start[:12]}), "
-                "e.g. apply it by hand with `git am -3`, resolve, and `git format-patch`",
-            )
+    for first, run in _runs_of_one_kind(series.patches):
+        before = run_git(["rev-parse", "HEAD"], tree).stdout.strip()
+        result = _apply_run(tree, run)
+        if result.returncode == 0:
+            continue
+        applied = run_git(["rev-list", "--count", f"{before}..HEAD"], tree, check=False)
+        index = first + (int(applied.stdout.strip() or 0) if len(run) > 1 else 0)
+        patch = series.patches[index - 1]
+        detail = _failure_detail(tree, patch, result.stdout + result.stderr)
+        _restore(tree, start)
+        raise PatchApplyError(
+            f"patch {index}/{len(series.patches)} of series {series.name} does not apply: "
+            f"{describe(series.label(index - 1), patch)}\n{detail}",
+            f"rebase the patch on the tree being patched ({tree} at {start[:12]}), "
+            "e.g. apply it by hand with `git am -3`, resolve, and `git format-patch`",
+        )
 
 
-def _apply_one(tree: Path, patch: Path) -> subprocess.CompletedProcess[str]:
-    if _is_mail_patch(patch):
-        return run_git(["am", "--quiet", "--keep-cr", str(patch)], tree, check=False)
+def _runs_of_one_kind(patches: Sequence[Path]) -> list[tuple[int, list[Path]]]:
+    """(1-based index of the first, patches): consecutive mail patches together, each
+    plain diff alone."""
+    runs: list[tuple[int, list[Path]]] = []
+    for index, patch in enumerate(patches, start=1):
+        mail = _is_mail_patch(patch)
+        if mail and runs and _is_mail_patch(runs[-1][1][-1]):
+            runs[-1][1].append(patch)
+        else:
+            runs.append((index, [patch]))
+    return runs
+
+
+def _apply_run(tree: Path, run: list[Path]) -> subprocess.CompletedProcess[str]:
+    if _is_mail_patch(run[0]):
+        return run_git(["am", "--quiet", "--keep-cr", *map(str, run)], tree, check=False)
+    (patch,) = run
     applied = run_git(["apply", "--index", str(patch)], tree, check=False)
     if applied.returncode != 0:
         return applied

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 from pathlib import Path
 
@@ -176,6 +177,23 @@ def test_worktree_with_same_series_is_reused_for_incremental_builds(
     second = build_kernel(BuildRequest(src, series, (fragment,)))
     assert second.status is BuildStatus.SUCCESS
     assert (tree / "built.o").read_text() == "built\nbuilt\n"
+
+
+def test_the_donor_is_the_tree_whose_series_was_applied_last(tmp_path: Path) -> None:
+    """The maintainer's loop: the previous edit's tree (applied last) is taken over, not
+    the first name in sort order; a tree never configured is no donor."""
+    trees = {}
+    for name, applied in (("a-v2", 100), ("b-edit1", 300), ("c-fixed", 200), ("d-new", 400)):
+        tree = tmp_path / name
+        tree.mkdir()
+        if name != "d-new":
+            (tree / ".config").write_text("")
+        marker = tree / build_mod.SERIES_MARKER
+        marker.write_text("{}")
+        os.utime(marker, (applied, applied))
+        trees[name] = tree
+    ordered = build_mod.donors_newest_first(sorted(trees.values()))
+    assert [t.name for t in ordered] == ["b-edit1", "c-fixed", "a-v2"]
 
 
 def test_worktree_is_rebuilt_when_its_head_moved(

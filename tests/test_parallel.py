@@ -274,6 +274,17 @@ def test_run_uses_two_workers_unless_told(args: list[str], cpus, expected: list[
     assert default_workers(args, cpus) == expected
 
 
+def test_run_loads_only_xdist_and_its_own_plugin() -> None:
+    from harness.cli import suite_plugins
+
+    env: dict[str, str] = {}
+    assert suite_plugins([], env) == ["-p", "xdist"]
+    assert env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] == "1"  # inherited by the workers
+    assert suite_plugins(["-p", "no:xdist"], {}) == []
+    chosen = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "0"}
+    assert suite_plugins([], chosen) == [] and chosen["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] == "0"
+
+
 @pytest.mark.parametrize(
     ("args", "option", "whole"),
     [

@@ -128,6 +128,36 @@ def test_failing_patch_names_file_hunk_and_restores_tree(repo: Path, tmp_path: P
     assert not (repo / ".git/rebase-apply").exists()
 
 
+def test_failing_patch_after_a_plain_diff_is_named_by_its_number(
+    repo: Path, tmp_path: Path
+) -> None:
+    """Mail patches go to git am together, a plain diff alone: the failing patch is still
+    the one named, counted across the runs."""
+    start = git(repo, "rev-parse", "HEAD")
+    first, second = two_patch_series(repo, tmp_path / "good")
+    commit_edit(repo, "diverge", "line 30\n", "line thirty\n")
+    diverged = git(repo, "rev-parse", "HEAD")
+    commit_edit(repo, "mm: rework line 31", "line 31\n", "line 31 reworked\n")
+    (bad,) = format_patches(repo, diverged, tmp_path / "bad")
+    git(repo, "reset", "-q", "--hard", start)
+    commit_edit(repo, "mm: a plain diff", "line 40\n", "line forty\n")
+    plain = git(repo, "diff", "HEAD~1", "HEAD") + "\n"
+    git(repo, "reset", "-q", "--hard", start)
+    series_dir = tmp_path / "mixed"
+    series_dir.mkdir()
+    (series_dir / "0001.patch").write_bytes(first.read_bytes())
+    (series_dir / "0002.patch").write_text(plain)  # no mail headers
+    (series_dir / "0003.patch").write_bytes(second.read_bytes())
+    (series_dir / "0004.patch").write_bytes(bad.read_bytes())
+
+    with pytest.raises(PatchApplyError) as caught:
+        apply_series(repo, load_series(series_dir))
+
+    assert "patch 4/4 of series mixed does not apply" in str(caught.value)
+    assert "mm: rework line 31" in str(caught.value)
+    assert_pristine(repo, start)
+
+
 def test_mbox_with_two_patches_is_split(repo: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("PHH_CACHE", str(tmp_path / "cache"))
     base = git(repo, "rev-parse", "HEAD")
