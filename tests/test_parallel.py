@@ -266,9 +266,14 @@ def test_a_worker_raises_the_controllers_build_failure_instead_of_building(
         (["--numprocesses=3"], 2, []),
         (["-p", "no:xdist"], 2, []),
         (["--revisions", "stock"], 2, ["-n", "2"]),
+        (["--revisions", "", "--debug-revisions", ""], 2, ["-n", "3"]),
+        (["--debug-revisions="], 2, ["-n", "3"]),
+        (["--debug-revisions", "", "--debug-revisions", "hinting-v2"], 2, ["-n", "2"]),
+        (["--debug-revisions", "hinting-v2"], 2, ["-n", "2"]),
+        (["--debug-revisions", ""], 1, []),
     ],
 )
-def test_run_uses_two_workers_unless_told(args: list[str], cpus, expected: list[str]) -> None:
+def test_run_uses_two_or_three_workers_unless_told(args: list[str], cpus, expected: list[str]) -> None:
     from harness.cli import default_workers
 
     assert default_workers(args, cpus) == expected
