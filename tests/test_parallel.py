@@ -184,6 +184,20 @@ def test_tests_sharing_a_guest_are_one_xdist_group_per_module_and_revision() -> 
     ]  # fmt: skip
 
 
+def test_longest_scenarios_come_first() -> None:
+    """Debug kernels' scenarios, then the longest scenarios of one guest each; the rest in
+    their order (xdist hands the work out in this order to whichever worker is free)."""
+    names = ["test_release_returns_memory_to_host[s]", "test_two_zones[s]", "test_a[s]",
+             "test_negative_control_feature_off[s]", "test_debug_kernel_log[s+debug]"]  # fmt: skip
+    items = [FakeItem(name, "s", None) for name in names]
+    items[-1].fixturenames.append("debug_revision")
+    items.sort(key=plugin._longest_first)  # type: ignore[arg-type]
+    assert [i.name.split("[")[0] for i in items] == [
+        "test_debug_kernel_log", "test_negative_control_feature_off", "test_two_zones",
+        "test_release_returns_memory_to_host", "test_a",
+    ]  # fmt: skip
+
+
 def test_a_worker_tags_groups_even_when_only_n_was_given() -> None:
     """An xdist worker parses `-n 2` again and sees --dist "no"; it must still tag the
     groups, or the controller's loadgroup scheduling splits a shared guest's tests."""
@@ -273,7 +287,9 @@ def test_a_worker_raises_the_controllers_build_failure_instead_of_building(
         (["--debug-revisions", ""], 1, []),
     ],
 )
-def test_run_uses_two_or_three_workers_unless_told(args: list[str], cpus, expected: list[str]) -> None:
+def test_run_uses_two_or_three_workers_unless_told(
+    args: list[str], cpus, expected: list[str]
+) -> None:
     from harness.cli import default_workers
 
     assert default_workers(args, cpus) == expected
