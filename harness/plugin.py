@@ -144,29 +144,40 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
-    # Longest first, so that under xdist no long scenario ends the run on one worker while
-    # the others idle: the debug kernels' scenarios (60-75 s each under TCG), then the
-    # longest scenarios of one guest each. (xdist hands out the guest groups first, most
-    # steps first, and then the rest in this order, to whichever worker is free.) A stable
+    # The debug kernels' scenarios are the longest (60-75 s each under TCG): first, so that
+    # under xdist they do not end the run on one worker while the other idles. A stable
     # sort: every other scenario (and each guest group's steps) keeps its order.
-    items.sort(key=_longest_first)
+    items.sort(key=lambda item: "debug_revision" not in getattr(item, "fixturenames", ()))
     _group_by_revision(items, "guest")
     _group_by_revision(items, "lifecycle_guest")
+    _join_guest_groups(items)
 
 
-# Scenarios of one guest each, longest first (seconds measured with three workers): the
-# negative control (boot, 1200 MiB touched, the watch window) 16-17 s, two zones (a 3 GiB
-# guest) 13-15 s; the others (release 11-13 s, ...) follow in their order.
-LONG_SINGLE_SCENARIOS = ("test_negative_control_feature_off", "test_two_zones")
+# Scenarios of one guest each that join a guest group of their revision under xdist:
+# each revision's three groups then take about as long (seconds with three workers: the
+# detection steps 32 + the negative control 14; the batches-out steps 35 + two zones 10-13;
+# the lifecycle steps 34 + the release 7-11). Left to xdist, they went to whichever worker
+# first had two steps left, and the lifecycle worker ran all three: 54-57 s against 37-45.
+JOIN_GUEST_GROUP = {
+    "test_negative_control_feature_off": "guest-detection",
+    "test_two_zones": "guest-batches_out",
+    "test_release_returns_memory_to_host": "lifecycle_guest-lifecycle",
+}
 
 
-def _longest_first(item: pytest.Item) -> int:
-    if "debug_revision" in getattr(item, "fixturenames", ()):
-        return 0
-    name = getattr(item, "originalname", None) or item.name.split("[")[0]
-    if name in LONG_SINGLE_SCENARIOS:
-        return 1 + LONG_SINGLE_SCENARIOS.index(name)
-    return 1 + len(LONG_SINGLE_SCENARIOS)
+def _join_guest_groups(items: list[pytest.Item]) -> None:
+    """Put each JOIN_GUEST_GROUP scenario in its revision's group, when that group runs."""
+    groups = {
+        mark.args[0] for item in items for mark in item.iter_markers("xdist_group") if mark.args
+    }
+    for item in items:
+        name = getattr(item, "originalname", None) or item.name.split("[")[0]
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if name not in JOIN_GUEST_GROUP or "revision" not in params:
+            continue
+        group = f"{JOIN_GUEST_GROUP[name]}-{params['revision'].name}"
+        if group in groups:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 def _group_by_revision(items: list[pytest.Item], fixture: str) -> None:

@@ -150,6 +150,9 @@ class FakeItem:
     def add_marker(self, mark: pytest.MarkDecorator) -> None:
         self.marks.append(mark)
 
+    def iter_markers(self, name: str) -> list[pytest.Mark]:
+        return [m.mark for m in self.marks if m.name == name]
+
 
 def test_tests_sharing_a_guest_are_one_xdist_group_per_module_and_revision() -> None:
     items = [
@@ -184,18 +187,30 @@ def test_tests_sharing_a_guest_are_one_xdist_group_per_module_and_revision() -> 
     ]  # fmt: skip
 
 
-def test_longest_scenarios_come_first() -> None:
-    """Debug kernels' scenarios, then the longest scenarios of one guest each; the rest in
-    their order (xdist hands the work out in this order to whichever worker is free)."""
-    names = ["test_release_returns_memory_to_host[s]", "test_two_zones[s]", "test_a[s]",
-             "test_negative_control_feature_off[s]", "test_debug_kernel_log[s+debug]"]  # fmt: skip
-    items = [FakeItem(name, "s", None) for name in names]
-    items[-1].fixturenames.append("debug_revision")
-    items.sort(key=plugin._longest_first)  # type: ignore[arg-type]
-    assert [i.name.split("[")[0] for i in items] == [
-        "test_debug_kernel_log", "test_negative_control_feature_off", "test_two_zones",
-        "test_release_returns_memory_to_host", "test_a",
-    ]  # fmt: skip
+def test_single_guest_scenarios_join_their_revisions_guest_groups() -> None:
+    """Under three workers each revision's groups take about as long: the negative control
+    joins the detection guest's group, two zones the batches-out one, the release the
+    lifecycle one; only when that group runs (stock has no batches-out guest)."""
+    items = [
+        FakeItem("test_boot", "v2", "guest", module="detection"),
+        FakeItem("test_slow", "v2", "guest", module="batches_out"),
+        FakeItem("test_oom", "v2", "lifecycle_guest", module="lifecycle"),
+        FakeItem("test_negative_control_feature_off", "v2", None, module="release"),
+        FakeItem("test_two_zones", "v2", None, module="detection"),
+        FakeItem("test_release_returns_memory_to_host", "v2", None, module="release"),
+        FakeItem("test_two_zones", "stock", None, module="detection"),
+        FakeItem("test_kconfig_has_the_mechanism", "v2", None, module="build"),
+    ]
+    plugin._group_by_revision(items, "guest")  # type: ignore[arg-type]
+    plugin._group_by_revision(items, "lifecycle_guest")  # type: ignore[arg-type]
+    plugin._join_guest_groups(items)  # type: ignore[arg-type]
+    groups = {(i.name, i.callspec.params["revision"].name): [m.args[0] for m in i.marks]
+              for i in items}  # fmt: skip
+    assert groups[("test_negative_control_feature_off", "v2")] == ["guest-detection-v2"]
+    assert groups[("test_two_zones", "v2")] == ["guest-batches_out-v2"]
+    assert groups[("test_release_returns_memory_to_host", "v2")] == ["lifecycle_guest-lifecycle-v2"]
+    assert groups[("test_two_zones", "stock")] == []
+    assert groups[("test_kconfig_has_the_mechanism", "v2")] == []
 
 
 def test_a_worker_tags_groups_even_when_only_n_was_given() -> None:
