@@ -15,8 +15,10 @@ def test_run_passes_unknown_options_to_pytest(monkeypatch: pytest.MonkeyPatch) -
         return 0
 
     monkeypatch.setattr("pytest.main", fake_main)
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")  # run sets it: restored after
     assert cli.main(["run", "--revisions", "stock", "-x"]) == 0
-    assert seen[0][0].endswith("harness")
+    assert seen[0][:2] == ["-p", "xdist"]  # the one plugin loaded besides its own
+    assert seen[0][2].endswith("harness")
     assert seen[0][-3:] == ["--revisions", "stock", "-x"]
 
 
