@@ -260,12 +260,50 @@ def test_error_lines_are_capped_with_context() -> None:
     assert error_lines(["a", "b", "c"]) == ["a", "b", "c"]  # no error: the tail
 
 
-def test_make_command_is_niced_and_uses_ccache() -> None:
+def test_make_command_is_niced_and_uses_ccache(cache: Path) -> None:
     command = make_command(3)
     assert command[:3] == ["nice", "-n", "10"]
     assert "-j3" in command
-    assert "CC=ccache gcc" in command
+    wrapper = cache / "tools" / "ccache-gcc"
+    assert f"CC={wrapper}" in command and "HOSTCC=ccache gcc" in command
+    assert os.access(wrapper, os.X_OK) and "exec ccache gcc" in wrapper.read_text()
     assert command[-1] == "bzImage"
+
+
+def _compile(compiler: list[str], source: str, cwd: Path, env: dict[str, str]) -> bytes:
+    obj = cwd / "out.o"
+    subprocess.run([*compiler, "-Wp,-MMD,.out.o.d", "-c", "-o", str(obj), source],
+                   cwd=cwd, env=env, check=True)  # fmt: skip
+    return obj.read_bytes()
+
+
+def test_an_incbin_source_is_not_served_stale_by_ccache(cache: Path, tmp_path: Path) -> None:
+    """piggy.S carries the compressed kernel with .incbin, an input ccache's depend mode
+    does not see: plain ccache hands back the old object when only the blob changed (same
+    size), the harness's compiler compiles it again; C sources still go through ccache."""
+    env = {**os.environ, "CCACHE_DIR": str(tmp_path / "ccache"), "CCACHE_DEPEND": "1",
+           "CCACHE_BASEDIR": str(tmp_path)}  # fmt: skip
+    (tmp_path / "piggy.S").write_text('.section .rodata\n.incbin "blob.bin"\n')
+    (tmp_path / "a.c").write_text("int a = 1;\n")
+    results = {}
+    for name, compiler in (
+        ("ccache", ["ccache", "gcc"]),
+        ("harness", [str(build_mod.compiler_wrapper())]),
+    ):
+        (tmp_path / "blob.bin").write_bytes(b"hwm=32")
+        first = _compile(compiler, "piggy.S", tmp_path, env)
+        (tmp_path / "blob.bin").write_bytes(b"hwm=16")
+        results[name] = (first, _compile(compiler, "piggy.S", tmp_path, env))
+    assert results["ccache"][0] == results["ccache"][1], "plain ccache: stale object (the defect)"
+    assert b"hwm=16" in results["harness"][1] and b"hwm=32" not in results["harness"][1]
+    wrapper = [str(build_mod.compiler_wrapper())]
+    subprocess.run(["ccache", "-z"], env=env, check=True, capture_output=True)
+    _compile(wrapper, "a.c", tmp_path, env)
+    _compile(wrapper, "a.c", tmp_path, env)
+    stats = subprocess.run(["ccache", "--print-stats"], env=env, check=True,
+                           capture_output=True, text=True).stdout  # fmt: skip
+    hits = dict(line.split("\t") for line in stats.splitlines() if "\t" in line)
+    assert int(hits["direct_cache_hit"]) == 1, stats
 
 
 # --- real kernel -----------------------------------------------------------------------------

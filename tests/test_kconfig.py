@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.build import MAKE_VARIABLES
+from harness.build import make_variables
 from harness.errors import KconfigError
 from harness.kconfig import (
     configure,
@@ -210,7 +210,7 @@ def test_real_unmet_dependency_is_named(real_worktree: Path, tmp_path: Path) -> 
     before = config.read_bytes() if config.exists() else None
     slob = write(tmp_path / "slob-kasan.config", "CONFIG_SLOB=y\nCONFIG_KASAN=y\n")
     with pytest.raises(KconfigError) as caught:
-        configure(real_worktree, [slob], make_args=MAKE_VARIABLES)
+        configure(real_worktree, [slob], make_args=make_variables())
     message = str(caught.value)
     assert "CONFIG_KASAN: requested y, got n" in message
     assert "lib/Kconfig.kasan" in message
@@ -222,7 +222,7 @@ def test_real_unmet_dependency_is_named(real_worktree: Path, tmp_path: Path) -> 
 def test_real_misspelled_option_is_named(real_worktree: Path, tmp_path: Path) -> None:
     typo = write(tmp_path / "typo.config", "CONFIG_PAGE_REPORTNG=y\n")
     with pytest.raises(KconfigError) as caught:
-        configure(real_worktree, [typo], make_args=MAKE_VARIABLES)
+        configure(real_worktree, [typo], make_args=make_variables())
     message = str(caught.value)
     assert "CONFIG_PAGE_REPORTNG is defined in no Kconfig file" in message
     assert "did you mean CONFIG_PAGE_REPORTING?" in message
@@ -232,7 +232,7 @@ def test_real_misspelled_option_is_named(real_worktree: Path, tmp_path: Path) ->
 @pytest.mark.real
 def test_real_debug_fragment_survives_olddefconfig(real_worktree: Path) -> None:
     fragments = [KCONFIG_DIR / name for name in ("base.config", "reporting.config", "debug.config")]
-    config = read_config(configure(real_worktree, fragments, make_args=MAKE_VARIABLES))
+    config = read_config(configure(real_worktree, fragments, make_args=make_variables()))
     for option in (
         "DEBUG_VM",
         "PROVE_LOCKING",
