@@ -40,11 +40,15 @@ class ScriptedGuest:
     verdicts: list[str] = field(default_factory=list)
 
     def settle(self) -> HintingState | None:
-        """Wait until hinting is idle (stock: until its reporting pass is surely over)."""
+        """Wait until hinting is idle (stock: until its reporting pass is surely over); the
+        first idle state is kept as `first_state`, where the whole run's work bound starts."""
         if not self.revision.hinting:
             time.sleep(STOCK_SETTLE_S)
             return None
-        return wait_hinting_idle(self.vm, settle_s=3 * self.spec.delay_s)
+        state = wait_hinting_idle(self.vm, settle_s=3 * self.spec.delay_s)
+        if self.first_state is None:
+            self.first_state = state
+        return state
 
     def observe(self, label: str) -> GuestObservations:
         obs = observe(self.vm)

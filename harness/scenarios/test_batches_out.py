@@ -83,10 +83,9 @@ def guest(
     revision: Revision, new_guest: GuestFactory, results_dir: Path
 ) -> Iterator[ScriptedGuest]:
     evidence = results_dir / f"batches-out[{revision.name}]"
+    # (no settling here: a worker that never goes idle must fail the first step, not be a
+    # setup error; the boot idle point itself is judged on the first detection guest)
     with scripted_guest(revision, new_guest, evidence) as scripted:
-        # The boot idle point is judged on the first detection guest; here it is where the
-        # whole run's work bound starts.
-        scripted.first_state = scripted.settle()
         yield scripted
 
 
