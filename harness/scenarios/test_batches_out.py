@@ -1,8 +1,8 @@
 """Detection, second guest: the steps that hold batches out or watch the worker idle.
 
 The detection steps run on two guests per revision, so that two workers share them under
-xdist (the first guest: test_detection.py). This guest boots, waits for the startup
-flush to end (judged on the first guest), and then:
+xdist (the first guest: test_detection.py). Each step here starts from an idle point of
+this guest (its boot idle point is judged on the first guest):
 
 * integrity with a slow device: the series' test hook holds each batch before react();
   while one is out, a pattern writer takes nearly all free memory, and is verified after
