@@ -146,8 +146,10 @@ def _return_bar(guest: LifecycleGuest) -> float:
 
 def _wait_for_bytes(guest: LifecycleGuest, mib: int = RELEASE_MIB) -> int:
     """Watch the RSS until a little more than the bar has come back (not until 90 %, which
-    stock never reaches here: it would always wait the whole deadline)."""
-    return int((_return_bar(guest) + 0.05) * mib * MiB)
+    stock never reaches here: it would always wait the whole deadline). A little: 1 %.
+    With 5 %, a release after the replug that came back between 80 and 85 % kept the
+    watch going for the whole 60 s deadline, and then passed (one run of four)."""
+    return int((_return_bar(guest) + 0.01) * mib * MiB)
 
 
 @pytest.fixture(scope="module")
