@@ -213,6 +213,19 @@ def test_single_guest_scenarios_join_their_revisions_guest_groups() -> None:
     assert groups[("test_kconfig_has_the_mechanism", "v2")] == []
 
 
+def test_the_controller_hands_out_work_in_the_suites_order(tmp_path: Path) -> None:
+    """loadgroup, without xdist's "most tests first" reordering (it put the debug
+    scenarios after every guest group)."""
+    config = pytest.Config.fromdictargs({}, [])  # type: ignore[attr-defined]
+    config.option.xmlpath = str(tmp_path / "junit.xml")
+    config.option.numprocesses = 2
+    config.option.dist = "no"
+    config.option.loadscopereorder = True
+    plugin.pytest_configure(config)
+    assert config.option.dist == "loadgroup"
+    assert config.option.loadscopereorder is False
+
+
 def test_a_worker_tags_groups_even_when_only_n_was_given() -> None:
     """An xdist worker parses `-n 2` again and sees --dist "no"; it must still tag the
     groups, or the controller's loadgroup scheduling splits a shared guest's tests."""
