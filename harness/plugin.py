@@ -158,11 +158,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # detection steps 32 + the negative control 14; the batches-out steps 35 + two zones 10-13;
 # the lifecycle steps 34 + the release 7-11). Left to xdist, they went to whichever worker
 # first had two steps left, and the lifecycle worker ran all three: 54-57 s against 37-45.
-JOIN_GUEST_GROUP = {
-    "test_negative_control_feature_off": "guest-detection",
-    "test_two_zones": "guest-batches_out",
-    "test_release_returns_memory_to_host": "lifecycle_guest-lifecycle",
+JOIN_GUEST_GROUP = {  # scenario -> (guest fixture, the module that drives the guest)
+    "test_negative_control_feature_off": ("guest", "test_detection"),
+    "test_two_zones": ("guest", "test_batches_out"),
+    "test_release_returns_memory_to_host": ("lifecycle_guest", "test_lifecycle"),
 }
+
+
+def _group_name(fixture: str, module: str, revision: str) -> str:
+    """One xdist group per guest: the same fixture name in two modules is two guests.
+    (no "]" in the name: xdist takes a node id ending in "]" as having no group)"""
+    return f"{fixture}-{module.removeprefix('test_')}-{revision}"
 
 
 def _join_guest_groups(items: list[pytest.Item]) -> None:
@@ -175,7 +181,7 @@ def _join_guest_groups(items: list[pytest.Item]) -> None:
         params = getattr(getattr(item, "callspec", None), "params", {})
         if name not in JOIN_GUEST_GROUP or "revision" not in params:
             continue
-        group = f"{JOIN_GUEST_GROUP[name]}-{params['revision'].name}"
+        group = _group_name(*JOIN_GUEST_GROUP[name], params["revision"].name)
         if group in groups:
             item.add_marker(pytest.mark.xdist_group(group))
 
@@ -192,11 +198,9 @@ def _group_by_revision(items: list[pytest.Item], fixture: str) -> None:
     for item in shared:
         revision = item.callspec.params["revision"].name  # type: ignore[attr-defined]
         rank.setdefault(revision, len(rank))
-        # Under `-n 2` (--dist loadgroup) one worker runs them all, in this order; the
-        # same fixture name in two modules is two guests, so two groups.
-        # (no "]" in the name: xdist takes a node id ending in "]" as having no group)
-        module = Path(item.location[0]).stem.removeprefix("test_")
-        item.add_marker(pytest.mark.xdist_group(f"{fixture}-{module}-{revision}"))
+        # Under `-n 2` (--dist loadgroup) one worker runs them all, in this order.
+        module = Path(item.location[0]).stem
+        item.add_marker(pytest.mark.xdist_group(_group_name(fixture, module, revision)))
 
     def key(item: pytest.Item) -> tuple[int, str, int]:
         revision = item.callspec.params["revision"].name  # type: ignore[attr-defined]

@@ -434,12 +434,14 @@ def _runs_of_one_kind(patches: Sequence[Path]) -> list[tuple[int, list[Path]]]:
     """(1-based index of the first, patches): consecutive mail patches together, each
     plain diff alone."""
     runs: list[tuple[int, list[Path]]] = []
+    previous_was_mail = False
     for index, patch in enumerate(patches, start=1):
         mail = _is_mail_patch(patch)
-        if mail and runs and _is_mail_patch(runs[-1][1][-1]):
+        if mail and previous_was_mail:
             runs[-1][1].append(patch)
         else:
             runs.append((index, [patch]))
+        previous_was_mail = mail
     return runs
 
 

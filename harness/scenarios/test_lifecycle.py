@@ -28,7 +28,6 @@ import pytest
 
 from harness import dmesg
 from harness.evidence import save_console, save_json
-from harness.guest import Guest
 from harness.judge import (
     FreeMemory,
     JudgeConfig,
@@ -45,18 +44,18 @@ from harness.judge import (
 from harness.lifecycle import add_dimm, plug_balloon, set_balloon_target, unplug_balloon
 from harness.pipeline import GuestFactory
 from harness.poll import poll_until
-from harness.procfs import GuestObservations, HintingState
+from harness.procfs import GuestObservations
 from harness.revisions import Revision
 from harness.rss import read_rss_bytes
-from harness.scenarios.guest_checks import format_splats, judge_reading_again, observe, splats
-from harness.spec import HintingSpec, load_spec
+from harness.scenarios.guest_checks import format_splats, judge_reading_again, splats
+from harness.scenarios.scripted_guest import STOCK_SETTLE_S, ScriptedGuest
+from harness.spec import load_spec
 from harness.units import MiB
 from harness.workloads import (
     measure_release,
     read_hinting_state,
     read_meminfo,
     set_react_delay,
-    wait_hinting_idle,
 )
 
 GUEST_MIB = 1024
@@ -69,7 +68,6 @@ BALLOON_RELEASE_MIB = 256  # held while the balloon inflates: 256 + 512 of 1 GiB
 # QEMU's own memory besides guest RAM (measured 100-140 MiB after boot, with the guest's
 # kernel): the RSS with the balloon inflated must stay under its target plus this.
 QEMU_OWN_RSS_MIB = 192
-STOCK_SETTLE_S = 3.0  # stock reporting has no idle indicator; its worker runs 2 s after a request
 # With no balloon nobody discards: the RSS may still move a little (QEMU's own heap).
 NO_DISCARD_LIMIT = 32 * MiB
 RETURN_DEADLINE_S = 60.0
@@ -87,24 +85,10 @@ UNPLUG_REACT_DELAY_MS = 200  # ~3 batches of 384 MiB: the worker is busy for ~0.
 
 
 @dataclass
-class LifecycleGuest:
-    revision: Revision
-    vm: Guest
-    evidence: Path
-    spec: HintingSpec
-    verdicts: list[str] = field(default_factory=list)
+class LifecycleGuest(ScriptedGuest):
+    """The detection steps' guest (settle, observe, record) plus what lifecycle steps need."""
+
     expected_splats: set[str] = field(default_factory=set)  # ids a step caused on purpose
-
-    def settle(self) -> HintingState | None:
-        if not self.revision.hinting:
-            time.sleep(STOCK_SETTLE_S)
-            return None
-        return wait_hinting_idle(self.vm, settle_s=3 * self.spec.delay_s)
-
-    def observe(self, label: str) -> GuestObservations:
-        obs = observe(self.vm)
-        save_json(self.evidence / f"{label}.json", obs)
-        return obs
 
     def idle_verdict(self, label: str) -> tuple[GuestObservations, Verdict]:
         """Settle, observe, and judge the kernel-side checks (hinting revisions).
@@ -116,7 +100,7 @@ class LifecycleGuest:
         a race goes away, a counting defect does not."""
         return judge_reading_again(
             lambda attempt: self._judge_idle(label if attempt == 1 else f"{label}-read{attempt}"),
-            lambda note: self.verdicts.append(f"== {label}: {note}"),
+            lambda note: self.note(f"{label}: {note}"),
         )
 
     def _judge_idle(self, label: str) -> tuple[GuestObservations, Verdict]:
@@ -125,11 +109,6 @@ class LifecycleGuest:
         if not self.revision.hinting:
             return obs, Verdict(())
         return obs, judge_kernel(obs, JudgeConfig(require_idle=True), self.spec)
-
-    def record(self, label: str, verdict: Verdict) -> Verdict:
-        self.verdicts.append(f"== {label}\n{verdict}")
-        (self.evidence / "verdict.txt").write_text("\n".join(self.verdicts) + "\n")
-        return verdict
 
     def mem_total_kib(self) -> int:
         return read_meminfo(self.vm)["MemTotal"]
@@ -289,7 +268,7 @@ def test_memory_hotplug_is_hinted(lifecycle_guest: LifecycleGuest) -> None:
             for e in onlined.lists
             if e.hinted and not e.contiguous_tail
         ]
-        guest.verdicts.append(f"== just after onlining: hinted blocks not at the tail: {behind}")
+        guest.note(f"just after onlining: hinted blocks not at the tail: {behind}")
     _, second = guest.idle_verdict("hotplug-second-dimm")
     verdict += second
     guest.record("memory hotplug", verdict)
@@ -345,7 +324,7 @@ def test_balloon_unplug_during_hinting(lifecycle_guest: LifecycleGuest) -> None:
 
     _, verdict = judge_reading_again(
         judge_unplugged,
-        lambda note: guest.verdicts.append(f"== unplugged: {note}"),
+        lambda note: guest.note(f"unplugged: {note}"),
     )
     plug_balloon(vm)
     _, replugged = guest.idle_verdict("replugged")
