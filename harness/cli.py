@@ -138,10 +138,10 @@ def cmd_mutants(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness import report
+    from harness import report, rundir
 
     out = Path(args.results).resolve()
-    shards = [Path(s).resolve() for s in args.shards]
+    shards = [rundir.resolve_run(Path(s).resolve()) for s in args.shards]
     data = report.merge_shards(shards, out)
     print(
         f"merged {len(shards)} runs ({len(data.measurements)} release measurements): "

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from harness import errors, report
+from harness import errors, report, rundir
 from harness.build import BuildResult
 from harness.dmesg import zero_filled_code
 from harness.errors import GuestPanic, HarnessError, QemuDied, StepTestedNothing, VMError
@@ -214,7 +213,15 @@ def _group_by_revision(items: list[pytest.Item], fixture: str) -> None:
 
 @pytest.hookimpl(tryfirst=True)  # before pytest's junitxml plugin reads the option
 def pytest_configure(config: pytest.Config) -> None:
-    if not config.option.xmlpath:
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:  # the controller chose the run directory
+        path = Path(workerinput[RUN_DIR_KEY])
+        config.stash[RUN_DIR] = rundir.RunDir(path, path.parent, stamped=False)
+    else:
+        config.stash[RUN_DIR] = rundir.plan(config.getoption("--results"), default_results_dir())
+    config.stash[RAN_SCENARIOS] = False
+    config.pluginmanager.register(_ScenarioCounter(config), "phh-scenario-counter")
+    if not config.option.xmlpath and not config.option.collectonly:
         config.option.xmlpath = str(results_root(config) / "junit.xml")
     if getattr(config.option, "numprocesses", None) and config.option.dist in ("no", "load"):
         # Tests sharing a per-revision guest must stay on one worker (xdist_group marks).
@@ -232,18 +239,20 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_DATA] = SessionData()
 
 
+RUN_DIR = pytest.StashKey[rundir.RunDir]()
+RUN_DIR_KEY = "phh_run_dir"  # in each worker's workerinput
+RAN_SCENARIOS = pytest.StashKey[bool]()
+
+
 def results_root(config: pytest.Config) -> Path:
-    """The run's results directory (workers write into <root>/<worker>/ below it)."""
-    return Path(config.getoption("--results") or default_results_dir())
+    """This run's results directory (workers write into <run>/<worker>/ below it):
+    `--results DIR`, or a new `results/<stamp>/` (harness/rundir.py)."""
+    return config.stash[RUN_DIR].path
 
 
 def is_controller(config: pytest.Config) -> bool:
     """The process that writes the session-end reports: a serial run, or xdist's controller."""
     return not hasattr(config, "workerinput")
-
-
-# Files by which a directory is recognised as an earlier run's results.
-RESULT_MARKERS = ("finished", "junit.xml", "measurements.jsonl", "verdict.txt")
 
 
 SESSION_STARTED = pytest.StashKey[float]()
@@ -272,19 +281,20 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             f"summed over the workers: {format_breakdown(busy, spent)}; wall time {total:.1f} s"
         )
     out = results_root(config)
-    if out.is_dir():
+    if out.is_dir() and config.stash.get(RAN_SCENARIOS, False):
         timing = {**spent, "total": total, **({"workers_busy": busy} if busy else {})}
         (out / "timing.json").write_text(json.dumps(timing, indent=1) + "\n")
+        terminalreporter.write_line(f"results: {out}")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Each run starts without an earlier run's results: they are moved aside to
-    `<dir>.previous` (one kept), never appended to."""
+    """Each run writes a directory of its own; an earlier run's results are never appended
+    to nor destroyed (harness/rundir.py)."""
     config = session.config
     config.stash[SESSION_STARTED] = time.monotonic()
-    if not is_controller(config):
-        return  # the controller has already moved the old results aside
-    _move_earlier_results_aside(results_root(config))
+    if not is_controller(config) or config.option.collectonly:
+        return  # workers write below the controller's run directory
+    config.stash[RUN_DIR] = rundir.claim(config.stash[RUN_DIR])
     # (this runs before xdist's own sessionstart, which starts the workers: trylast)
     if getattr(config.option, "numprocesses", None) and runs_the_whole_suite(config):
         config.stash[PREBUILD_SECONDS], config.stash[PREBUILD_FAILURES] = prebuild_kernels(config)
@@ -299,16 +309,23 @@ def runs_the_whole_suite(config: pytest.Config) -> bool:
     return not (option.collectonly or option.keyword or option.markexpr or narrowed)
 
 
-def _move_earlier_results_aside(out: Path) -> None:
-    if not out.is_dir():
-        return
-    if not any((out / marker).exists() for marker in RESULT_MARKERS) and not any(
-        out.glob("*/console.log")
-    ):
-        return  # not an earlier run's results (e.g. the mutant campaign's pytest.log)
-    previous = out.with_name(out.name + ".previous")
-    shutil.rmtree(previous, ignore_errors=True)
-    out.rename(previous)
+class _ScenarioCounter:
+    """Notes that a scenario started (in this process, or in a worker: xdist reports it
+    to the controller too)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "setup":
+            self.config.stash[RAN_SCENARIOS] = True
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Keep the run (`results/latest` points at it) or, if it ran no scenario, leave the
+    results as they were (after pytest's junitxml has written its file)."""
+    if is_controller(config) and RUN_DIR in config.stash and not config.option.collectonly:
+        rundir.finish(config.stash[RUN_DIR], config.stash.get(RAN_SCENARIOS, False))
 
 
 @pytest.fixture(scope="session")
@@ -367,6 +384,7 @@ def prebuild_kernels(config: pytest.Config) -> tuple[float, dict[str, dict[str, 
 def pytest_configure_node(node) -> None:
     """Hand each worker the builds that failed in the controller's prebuild."""
     node.workerinput[PREBUILD_FAILURES_KEY] = node.config.stash.get(PREBUILD_FAILURES, {})
+    node.workerinput[RUN_DIR_KEY] = str(results_root(node.config))
 
 
 def build_failure(failure: dict[str, str]) -> HarnessError:
@@ -552,7 +570,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         data.time_spent[WORKER_SESSION_KEY] = time.monotonic() - started
         write_session_data(data, own_results_dir(root))
         return
-    if not session.testscollected:
+    if not config.stash.get(RAN_SCENARIOS, False):
         return
     if getattr(config.option, "numprocesses", None):
         # the controller's prebuild counts as busy time beside the workers' sessions

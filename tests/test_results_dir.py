@@ -1,50 +1,121 @@
-"""The scenario suite's results directory and JUnit file (harness.plugin): an earlier run
-is moved aside, never appended to; the JUnit is pytest's own, with properties."""
+"""The scenario suite's results directories (harness/rundir.py) and JUnit file (harness.plugin):
+no session destroys an earlier run's results; the JUnit is pytest's own, with properties."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
+from harness import rundir
 from harness.paths import REPO_ROOT
-from harness.plugin import pytest_sessionstart
 
 
-def session_for(results: Path) -> SimpleNamespace:
-    config = SimpleNamespace(
-        getoption=lambda name: str(results) if name == "--results" else None,
-        stash=pytest.Stash(),
-        option=SimpleNamespace(numprocesses=None, collectonly=False),  # serial: no prebuild
-    )
-    return SimpleNamespace(config=config)
-
-
-def test_previous_run_is_moved_aside(tmp_path: Path) -> None:
+def test_an_earlier_run_in_an_explicit_directory_is_moved_aside_never_deleted(
+    tmp_path: Path,
+) -> None:
     results = tmp_path / "results"
     (results / "detection[stock]").mkdir(parents=True)
     (results / "junit.xml").write_text("<testsuites/>")
     (results / "measurements.jsonl").write_text('{"old": 1}\n')
-    (tmp_path / "results.previous").mkdir()
-    (tmp_path / "results.previous" / "older").write_text("x")
-    pytest_sessionstart(session_for(results))  # type: ignore[arg-type]
-    assert not results.exists()
-    previous = tmp_path / "results.previous"
-    assert (previous / "measurements.jsonl").read_text() == '{"old": 1}\n'
-    assert not (previous / "older").exists()  # only one earlier run is kept
+    (results / "finished").write_text("2026-12-01T10:00:00Z\n")
+    older = tmp_path / "results.20261130-090000"
+    older.mkdir()
+    run = rundir.claim(rundir.plan(str(results), tmp_path / "unused"))
+    assert run.path == results and not any(results.iterdir())
+    aside = tmp_path / "results.20261201-100000"
+    assert run.moved_aside == aside
+    assert (aside / "measurements.jsonl").read_text() == '{"old": 1}\n'
+    rundir.finish(run, ran_scenarios=True)
+    assert older.is_dir()  # every earlier run is kept (up to KEEP_RUNS)
 
 
 def test_a_directory_that_is_not_results_is_left_alone(tmp_path: Path) -> None:
     results = tmp_path / "evidence"
     results.mkdir()
     (results / "pytest.log").write_text("campaign log")
-    pytest_sessionstart(session_for(results))  # type: ignore[arg-type]
-    assert (results / "pytest.log").exists()
+    run = rundir.claim(rundir.plan(str(results), tmp_path))
+    assert run.moved_aside is None and (results / "pytest.log").exists()
+
+
+def test_default_runs_each_get_a_directory_and_latest_names_the_last(tmp_path: Path) -> None:
+    root = tmp_path / "results"
+    first = rundir.claim(rundir.plan(None, root, now=1_800_000_000))
+    rundir.finish(first, ran_scenarios=True)
+    second = rundir.claim(rundir.plan(None, root, now=1_800_000_000))  # same second
+    rundir.finish(second, ran_scenarios=True)
+    assert first.path != second.path and first.path.is_dir() and second.path.is_dir()
+    assert (root / "latest").resolve() == second.path
+    assert rundir.resolve_run(root) == second.path
+
+
+def test_runs_past_the_limit_are_pruned_oldest_first(tmp_path: Path) -> None:
+    root = tmp_path / "results"
+    for day in range(1, rundir.KEEP_RUNS + 3):
+        (root / f"202612{day:02d}-120000").mkdir(parents=True)
+    run = rundir.claim(rundir.plan(None, root))
+    rundir.finish(run, ran_scenarios=True)
+    kept = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != "latest")
+    assert len(kept) == rundir.KEEP_RUNS and run.path.name in kept
+    assert "20261201-120000" not in kept and "20261203-120000" not in kept
+
+
+def test_a_session_that_ran_nothing_leaves_the_disk_as_it_was(tmp_path: Path) -> None:
+    root = tmp_path / "results"
+    run = rundir.claim(rundir.plan(None, root))
+    (run.path / "junit.xml").write_text("<testsuites/>")
+    rundir.finish(run, ran_scenarios=False)
+    assert not root.exists()
+    explicit = tmp_path / "shard"
+    explicit.mkdir()
+    (explicit / "junit.xml").write_text("earlier")
+    run = rundir.claim(rundir.plan(str(explicit), root))
+    (run.path / "junit.xml").write_text("<testsuites/>")
+    rundir.finish(run, ran_scenarios=False)
+    assert (explicit / "junit.xml").read_text() == "earlier"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shard"]
+
+
+TINY_SUITE = "def test_one(evidence):\n    (evidence / 'console.log').write_text('x')\n"
+
+
+def run_plugin(tmp_path: Path, *args: str, env_results: Path) -> subprocess.CompletedProcess[str]:
+    """pytest with the scenario suite's plugin over a tiny suite, the default results root
+    being `env_results` (PHH_RESULTS)."""
+    test_file = tmp_path / "test_tiny.py"
+    test_file.write_text(TINY_SUITE)
+    env = {**os.environ, "PHH_RESULTS": str(env_results)}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "harness.plugin", "-p", "no:cacheprovider",
+         "--revisions", "", "--debug-revisions", "", str(test_file), *args],
+        cwd=tmp_path, capture_output=True, text=True, check=False, env=env,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "args", [["--collect-only"], ["-k", "no_such_test"]], ids=["collect-only", "k-selects-none"]
+)
+def test_sessions_that_run_no_scenario_never_touch_the_results(
+    tmp_path: Path, args: list[str]
+) -> None:
+    """The data loss of issue 16: `pytest harness/ --collect-only` rewrote results/ with an
+    empty junit.xml. Now a run's results survive any session that runs no scenario, with
+    the default root and with an explicit --results."""
+    root = tmp_path / "results"
+    first = run_plugin(tmp_path, env_results=root)
+    assert first.returncode == 0, first.stdout + first.stderr
+    (run,) = [p for p in root.iterdir() if p.name != "latest"]
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    for extra in ([], ["--results", str(run)]):
+        again = run_plugin(tmp_path, *args, *extra, env_results=root)
+        assert again.returncode in (0, 5), again.stdout + again.stderr
+        assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+    assert (run / "test_one" / "console.log").read_text() == "x"
 
 
 def run_scenario_plugin(tmp_path: Path, results: Path) -> subprocess.CompletedProcess[str]:
@@ -126,7 +197,8 @@ def test_scenario_junit_is_pytests_own_with_properties(tmp_path: Path) -> None:
     unrelated = root.find(".//testcase[@name='test_panic_on_zeroed_text_also_without_reporting']")
     assert unrelated is not None and unrelated.find("error") is not None
     run_scenario_plugin(tmp_path, results)
-    assert (tmp_path / "results.previous" / "junit.xml").is_file()
+    (aside,) = tmp_path.glob("results.2*")  # the first run, moved aside by the second
+    assert (aside / "junit.xml").is_file() and (results / "junit.xml").is_file()
 
 
 @pytest.mark.real
