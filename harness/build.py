@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from harness.coverage import objects as coverage_objects
+from harness.coverage.objects import is_coverage_config, objects_to_profile
 from harness.errors import BuildError, HarnessError
 from harness.fsutil import atomic_directory
 from harness.kconfig import configure, merge_fragments
@@ -145,17 +147,23 @@ def make_stage(req: BuildRequest, tree: Path, config: Path) -> StageResult:
     """The cached artifacts for the key (CACHED), or make and store them (SUCCESS)."""
 
     def work() -> tuple[BuildStatus, Path]:
-        key = build_key(req.source, req.series, config)
-        cached = cached_build(key)
+        profiled = None
+        if is_coverage_config(config):
+            profiled = objects_to_profile(tree, req.source.commit)
+        extra = profiled.make_variables() if profiled else ()
+        key = build_key(req.source, req.series, config, extra)
+        cached = cached_build(key, coverage=profiled is not None)
         if cached is not None:
             log.info("build %s: cache hit (%s)", key[:12], cached)
             return BuildStatus.CACHED, cached
         logfile = cache_dir("logs") / f"build-{tree.name}-{key[:12]}.log"
         started = time.monotonic()
+        if profiled:
+            log.info("coverage build: profiling %s", ", ".join(profiled.objects) or "nothing")
         with step(f"make bzImage in {tree}", logfile, phase="make"):
-            _run_make(tree, req.jobs, logfile)
+            _run_make(tree, req.jobs, logfile, extra)
         return BuildStatus.SUCCESS, _store_artifacts(
-            req, tree, key, logfile, time.monotonic() - started
+            req, tree, key, logfile, time.monotonic() - started, profiled
         )
 
     return _stage("make", work)
@@ -352,22 +360,25 @@ def compiler_version() -> str:
     return result.stdout.splitlines()[0].strip()
 
 
-def build_key(source: KernelSource, series: Series, config: Path) -> str:
+def build_key(
+    source: KernelSource, series: Series, config: Path, make_extra: tuple[str, ...] = ()
+) -> str:
     digest = hashlib.sha256()
     # the wrapper's text too: a build made through another wrapper (or plain ccache, whose
     # depend mode could return a stale piggy.o) is not reused
-    recipe = (compiler_version(), COMPILER_WRAPPER)
+    recipe = (compiler_version(), COMPILER_WRAPPER, *make_extra)
     for part in (source.version, source.commit, series.digest, *recipe):
         digest.update(part.encode() + b"\0")
     digest.update(config.read_bytes())
     return digest.hexdigest()
 
 
-def cached_build(key: str) -> Path | None:
+def cached_build(key: str, *, coverage: bool = False) -> Path | None:
     directory = cache_dir("builds") / key
-    if all((directory / name).is_file() for name in ARTIFACTS):
-        return directory
-    return None
+    wanted = [directory / name for name in ARTIFACTS]
+    if coverage:
+        wanted.append(directory / coverage_objects.BUNDLE / coverage_objects.MANIFEST)
+    return directory if all(path.is_file() for path in wanted) else None
 
 
 # --- make ----------------------------------------------------------------------------------
@@ -395,8 +406,8 @@ def make_variables() -> tuple[str, ...]:
     )
 
 
-def make_command(jobs: int) -> list[str]:
-    return ["nice", "-n", "10", "make", f"-j{jobs}", *make_variables(), "bzImage"]
+def make_command(jobs: int, extra: tuple[str, ...] = ()) -> list[str]:
+    return ["nice", "-n", "10", "make", f"-j{jobs}", *make_variables(), *extra, "bzImage"]
 
 
 def make_env(tree: Path) -> dict[str, str]:
@@ -413,13 +424,13 @@ def make_env(tree: Path) -> dict[str, str]:
     }
 
 
-def _run_make(tree: Path, jobs: int, logfile: Path) -> None:
+def _run_make(tree: Path, jobs: int, logfile: Path, extra: tuple[str, ...] = ()) -> None:
     """make bzImage with output to `logfile` only; progress lines every ~30 s."""
     env = make_env(tree)
     started = time.monotonic()
     with logfile.open("w") as out:
         proc = subprocess.Popen(
-            make_command(jobs),
+            make_command(jobs, extra),
             cwd=tree,
             env=env,
             stdout=subprocess.PIPE,
@@ -499,20 +510,32 @@ def error_lines(lines: list[str]) -> list[str]:
 
 
 def _store_artifacts(
-    req: BuildRequest, tree: Path, key: str, logfile: Path, duration: float
+    req: BuildRequest,
+    tree: Path,
+    key: str,
+    logfile: Path,
+    duration: float,
+    profiled: coverage_objects.Profiled | None = None,
 ) -> Path:
-    """Copy bzImage, .config, build.log, meta.json into builds/<key> (temp dir + rename)."""
+    """Copy bzImage, .config, build.log, meta.json (and a coverage build's gcov bundle)
+    into builds/<key> (temp dir + rename)."""
     target = cache_dir("builds") / key
     # replace: an existing one is a concurrent build's complete copy, or a broken one
     with atomic_directory(target) as scratch:
         shutil.copy2(tree / "arch/x86/boot/bzImage", scratch / "bzImage")
         shutil.copy2(tree / ".config", scratch / ".config")
         shutil.copy2(logfile, scratch / "build.log")
-        (scratch / "meta.json").write_text(json.dumps(_meta(req, tree, key, duration), indent=1))
+        if profiled is not None:
+            bundle = scratch / coverage_objects.BUNDLE
+            coverage_objects.write_bundle(tree, req.source.commit, profiled, bundle)
+        meta = _meta(req, tree, key, duration, profiled.make_variables() if profiled else ())
+        (scratch / "meta.json").write_text(json.dumps(meta, indent=1))
     return target
 
 
-def _meta(req: BuildRequest, tree: Path, key: str, duration: float) -> dict[str, object]:
+def _meta(
+    req: BuildRequest, tree: Path, key: str, duration: float, extra: tuple[str, ...]
+) -> dict[str, object]:
     return {
         "key": key,
         "source": {
@@ -529,7 +552,7 @@ def _meta(req: BuildRequest, tree: Path, key: str, duration: float) -> dict[str,
         "fragments": [str(f) for f in req.fragments],
         "compiler": compiler_version(),
         "worktree": str(tree),
-        "make": make_command(req.jobs),
+        "make": make_command(req.jobs, extra),
         "duration_s": round(duration, 1),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

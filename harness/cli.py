@@ -4,6 +4,7 @@ build  build one revision's kernel (cached) and print where the bzImage is
 boot   build, boot it in QEMU, print the ssh command, and keep it up until Ctrl-C
 run    the scenario suite (`pytest harness/` with the same options; two workers by default)
 mutants  the mutant campaign: the suite on each seeded defect of patches/mutants/
+coverage the suite on a revision's coverage flavour, and which lines its series changes ran
 report   merge the results of several runs (CI shards) into one junit.xml and compare.md
 """
 
@@ -12,7 +13,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import shlex
+import signal
 import sys
 import tempfile
 from collections.abc import MutableMapping
@@ -127,6 +130,40 @@ def suite_plugins(pytest_args: list[str], env: MutableMapping[str, str]) -> list
     return [] if "no:xdist" in pytest_args else ["-p", "xdist"]
 
 
+def cmd_coverage(args: argparse.Namespace, pytest_args: list[str]) -> int:
+    """The scenario suite on the coverage flavour of one revision (and, with --debug, its
+    debug flavour too), then the patch coverage report from the guests' counters."""
+    import pytest
+
+    from harness.coverage import report
+
+    spec = str(Path(args.series).resolve()) if args.series else args.revision
+    revision = resolve(spec).with_coverage()
+    if revision.series is None:
+        raise HarnessError(
+            f"{revision.name} carries no series: there are no changed lines to cover",
+            "pass --revision hinting-v2, hinting-v2-fixed, or --series PATH",
+        )
+    label = re.sub(r"[^A-Za-z0-9_.+-]+", "_", revision.name.removeprefix("user:"))
+    results = Path(args.results or REPO_ROOT / "results" / f"coverage-{label}").resolve()
+    suite = [
+        "--revisions", f"{spec}+coverage",
+        "--debug-revisions", f"{spec}+coverage" if args.debug else "",
+        "--results", str(results),
+    ]  # fmt: skip
+    workers = default_workers([*suite, *pytest_args], os.cpu_count())
+    argv = [str(REPO_ROOT / "harness"), "-p", "no:cacheprovider", "-v", *workers]
+    code = int(pytest.main([*suite_plugins(pytest_args, os.environ), *argv, *suite, *pytest_args]))
+    collections = report.find_collections(results)
+    if not collections:
+        print(f"error: no coverage counters under {results} (did a scenario run?)", file=sys.stderr)
+        return code or 1
+    result = report.build_report(revision.name, collections, results)
+    print(f"{result.total_line()}\nreport: {results / 'coverage.md'}  "
+          f"Cobertura: {results / 'coverage.xml'}")  # fmt: skip
+    return code
+
+
 def cmd_mutants(args: argparse.Namespace) -> int:
     from harness import mutants
 
@@ -194,6 +231,18 @@ def parser() -> argparse.ArgumentParser:
         help="run the scenario suite; other arguments go to pytest "
         "(e.g. --revisions stock --series DIR --results DIR)",
     )
+    coverage = sub.add_parser(
+        "coverage",
+        help="the suite on a revision's coverage flavour (kernel GCOV), then which lines the "
+        "series changes ran: coverage.md, coverage.xml (Cobertura); other arguments go to pytest",
+    )
+    which = coverage.add_mutually_exclusive_group()
+    which.add_argument("--revision", default="hinting-v2-fixed", help="a built-in revision")
+    which.add_argument("--series", metavar="PATH", help="a user's series (dir or mbox)")
+    coverage.add_argument(
+        "--debug", action="store_true", help="also run the debug scenarios (coverage+debug)"
+    )
+    coverage.add_argument("--results", metavar="DIR", help="default: results/coverage-<revision>")
     mutants = sub.add_parser(
         "mutants", help="run the suite on each seeded defect; non-zero if one is missed"
     )
@@ -210,13 +259,22 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM (a CI runner's cancel, `kill`) unwinds like Ctrl-C: the cleanup on every path
+    then stops make and QEMU instead of leaving them running."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args, rest = parser().parse_known_args(argv)
     try:
         if args.command == "run":
             return cmd_run(args, rest)
+        if args.command == "coverage":
+            return cmd_coverage(args, rest)
         if rest:
             parser().error("unrecognised arguments: " + shlex.join(rest))
         commands = {

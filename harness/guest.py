@@ -11,6 +11,7 @@ the pid, the paths) is the VM's.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -26,9 +27,17 @@ MIN_CONNECT_SECONDS = 5.0  # even a guest that used its whole boot deadline gets
 class Guest:
     """A context manager: the VM started and SSH connected, or nothing left running."""
 
-    def __init__(self, vm: GuestVM, key: paramiko.PKey) -> None:
+    def __init__(
+        self,
+        vm: GuestVM,
+        key: paramiko.PKey,
+        before_shutdown: Callable[[GuestSSH], None] | None = None,
+    ) -> None:
         self.vm = vm
         self._key = key
+        # Runs while the guest still answers, before it shuts down or resets (a coverage
+        # kernel's counters are read then: harness/coverage/collect.py).
+        self._before_shutdown = before_shutdown
         self._ssh: GuestSSH | None = None
         self.ssh_seconds: float | None = None  # launch -> SSH connected
         self._connect_seconds = 0.0
@@ -88,6 +97,7 @@ class Guest:
     def reset(self, timeout: float | None = None) -> float:
         """system_reset (GuestVM.reset), then a new SSH session; the seconds from the reset
         to that session."""
+        self._last_words()
         self._close_ssh()
         limit = timeout or self.vm.config.boot_timeout
         started = time.monotonic()
@@ -96,8 +106,13 @@ class Guest:
         return time.monotonic() - started
 
     def close(self) -> None:
+        self._last_words()
         self._close_ssh()
         self.vm.close()
+
+    def _last_words(self) -> None:
+        if self._before_shutdown is not None and self._ssh is not None:
+            self._before_shutdown(self._ssh)
 
     def _close_ssh(self) -> None:
         if self._ssh is not None:

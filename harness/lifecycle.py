@@ -91,3 +91,9 @@ def add_dimm(vm: GuestVM | Guest, mib: int, index: int = 0) -> str:
         vm.qmp_execute("object-del", {"id": backend})
         raise
     return dimm
+
+
+def remove_dimm(vm: GuestVM | Guest, dimm: str) -> None:
+    """device_del a pc-dimm: the guest offlines its memory and ejects it (QEMU then sends
+    DEVICE_DELETED, which the caller waits for: an offline can take a while)."""
+    vm.qmp_execute("device_del", {"id": dimm})

@@ -57,7 +57,10 @@ CLASS_TRAILER = re.compile(r"^Caught-by-class:\s*(\S+)", re.MULTILINE)
 DEBUG_CLASSES = frozenset({"concurrency"})
 DEBUG_TRAILER = re.compile(r"^Harness-kernel:\s*debug", re.MULTILINE)
 # the scenarios a mutant runs (the negative control and kconfig tests cannot catch one)
-SCENARIO_FILTER = "release_returns or detection or batches_out or debug_kernel or lifecycle"
+SCENARIO_FILTER = (
+    "release_returns or detection or batches_out or debug_kernel or lifecycle or isolation "
+    "or offline"
+)
 FAILED_CHECK = re.compile(r"\[FAIL\] ([\w\[\]]+)")
 SERIES_FRAME = re.compile(
     r"\b((?:__)?page_hinting_\w+|get_unhinted_page|put_hinted_page|"

@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import accel, build, image, source
+from harness.coverage import objects as coverage_objects
+from harness.coverage.collect import collect, next_collection
 from harness.errors import HarnessError
 from harness.guest import Guest
 from harness.revisions import STOCK, Revision
 from harness.series import load_series
-from harness.ssh import generate_run_key
+from harness.ssh import GuestSSH, generate_run_key
 from harness.vm import GuestVM, VMConfig
 
 log = logging.getLogger("harness")
@@ -123,7 +125,20 @@ class Pipeline:
             boot_timeout=boot_timeout,
             hotplug_mib=hotplug_mib,
         )
-        return Guest(GuestVM(config), key.private)
+        return Guest(GuestVM(config), key.private, coverage_collector(kernel, workdir))
+
+
+def coverage_collector(kernel: Path, workdir: Path) -> Callable[[GuestSSH], None] | None:
+    """For a coverage kernel (its build keeps a gcov bundle): read the guest's counters
+    into workdir/gcov-N/ before each shutdown or reset."""
+    bundle = kernel.parent / coverage_objects.BUNDLE
+    if not bundle.is_dir():
+        return None
+
+    def read_counters(ssh: GuestSSH) -> None:
+        collect(ssh, bundle, next_collection(workdir))
+
+    return read_counters
 
 
 def ssh_command(vm: Guest | GuestVM) -> str:

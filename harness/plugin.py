@@ -37,6 +37,9 @@ DEFAULT_REVISIONS = "stock,hinting-v2,hinting-v2-fixed"
 # What the scenarios hand to the session-end reports (compare.md, compare-rss.png, timing).
 SESSION_DATA = pytest.StashKey[SessionData]()
 DEFAULT_DEBUG_REVISIONS = "hinting-v2,hinting-v2-fixed"
+# The parameters a scenario takes its kernel from: release revisions, debug revisions, and
+# the hinting revisions in both flavours.
+REVISION_PARAMS = ("revision", "debug_revision", "hinting_revision")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -127,6 +130,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "debug_revision" in metafunc.fixturenames:
         revs = selected_debug_revisions(metafunc.config)
         metafunc.parametrize("debug_revision", revs, ids=[r.name for r in revs], scope="session")
+    if "hinting_revision" in metafunc.fixturenames:
+        # scenarios judged on the release and the debug kernels of the hinting revisions
+        revs = [r for r in selected_revisions(metafunc.config) if r.hinting]
+        revs += [r for r in selected_debug_revisions(metafunc.config) if r.hinting]
+        metafunc.parametrize("hinting_revision", revs, ids=[r.name for r in revs], scope="session")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the xdist_group marks
@@ -137,7 +145,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
         params = getattr(getattr(item, "callspec", None), "params", {})
-        wanted = [n for n in ("revision", "debug_revision") if n in fixtures]
+        wanted = [n for n in REVISION_PARAMS if n in fixtures]
         ok = all(isinstance(params.get(n), Revision) for n in wanted)
         (keep if ok else drop).append(item)
     if drop:
@@ -147,10 +155,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # under xdist they do not end the run on one worker while the other idles. A stable
     # sort: every other scenario (and each guest group's steps) keeps its order.
     items.sort(key=lambda item: "debug_revision" not in getattr(item, "fixturenames", ()))
-    _group_by_revision(items, "guest")
-    _group_by_revision(items, "lifecycle_guest")
+    for fixture in SHARED_GUESTS:
+        _group_by_revision(items, fixture)
     _join_guest_groups(items)
 
+
+# Module-scoped guests of the scenario suite (one per revision, driven by a module's steps
+# in order): each keeps an evidence dir and a verdict list, and stays on one xdist worker.
+SHARED_GUESTS = ("guest", "lifecycle_guest", "isolation_guest", "offline_guest")
 
 # Scenarios of one guest each that join a guest group of their revision under xdist:
 # each revision's three groups then take about as long (seconds with three workers: the
@@ -178,11 +190,16 @@ def _join_guest_groups(items: list[pytest.Item]) -> None:
     for item in items:
         name = getattr(item, "originalname", None) or item.name.split("[")[0]
         params = getattr(getattr(item, "callspec", None), "params", {})
-        if name not in JOIN_GUEST_GROUP or "revision" not in params:
+        if name not in JOIN_GUEST_GROUP or "revision" not in params:  # release joins
             continue
         group = _group_name(*JOIN_GUEST_GROUP[name], params["revision"].name)
         if group in groups:
             item.add_marker(pytest.mark.xdist_group(group))
+
+
+def _revision_of(item: pytest.Item) -> Revision:
+    params = item.callspec.params  # type: ignore[attr-defined]
+    return next(params[name] for name in REVISION_PARAMS if name in params)
 
 
 def _group_by_revision(items: list[pytest.Item], fixture: str) -> None:
@@ -195,14 +212,14 @@ def _group_by_revision(items: list[pytest.Item], fixture: str) -> None:
         return
     rank: dict[str, int] = {}
     for item in shared:
-        revision = item.callspec.params["revision"].name  # type: ignore[attr-defined]
+        revision = _revision_of(item).name
         rank.setdefault(revision, len(rank))
         # Under `-n 2` (--dist loadgroup) one worker runs them all, in this order.
         module = Path(item.location[0]).stem
         item.add_marker(pytest.mark.xdist_group(_group_name(fixture, module, revision)))
 
     def key(item: pytest.Item) -> tuple[int, str, int]:
-        revision = item.callspec.params["revision"].name  # type: ignore[attr-defined]
+        revision = _revision_of(item).name
         path, line, _ = item.location
         return rank[revision], path, line or 0  # definition order within a revision
 
@@ -466,25 +483,16 @@ def new_guest(pipeline: Pipeline, accel: str, guest_image: GuestImage) -> GuestF
     return pipeline.guest
 
 
-@pytest.fixture(scope="session")
-def built_debug_kernel(debug_revision: Revision, pipeline: Pipeline) -> BuildResult:
-    return pipeline.build(debug_revision)
-
-
 @pytest.fixture(autouse=True)
 def _kernel_built_first(request: pytest.FixtureRequest) -> None:
     """Build before a scenario starts: a broken build (a patch that does not apply, a
     dropped option, a compile error) is then a setup *error* of each scenario of that
     revision, raised once and reported with the same message, not a failure of each."""
-    for param, fixture in (("revision", "built_kernel"), ("debug_revision", "built_debug_kernel")):
+    for param in REVISION_PARAMS:
         if param in request.fixturenames:
-            request.getfixturevalue(fixture)
+            request.getfixturevalue("pipeline").build(request.getfixturevalue(param))
     if "new_guest" in request.fixturenames:  # the probe and the image: errors, not failures
         request.getfixturevalue("new_guest")
-
-
-# Module-scoped guests of the scenario suite: each keeps an evidence dir and a verdict list.
-SHARED_GUESTS = ("guest", "lifecycle_guest")
 
 
 @pytest.fixture(autouse=True)

@@ -17,6 +17,8 @@ BASE = KCONFIG_DIR / "base.config"
 REPORTING = KCONFIG_DIR / "reporting.config"
 HINTING = KCONFIG_DIR / "hinting.config"
 DEBUG = KCONFIG_DIR / "debug.config"
+COVERAGE = KCONFIG_DIR / "coverage.config"
+FLAVOURS = ("debug", "coverage")  # name suffixes: NAME+debug, NAME+coverage, both
 
 
 @dataclass(frozen=True)
@@ -28,12 +30,23 @@ class Revision:
     fragments: tuple[Path, ...]
     hinting: bool  # the series provides CONFIG_PAGE_HINTING (v2-style hinting)
     debug: bool = False
+    coverage: bool = False  # kernel GCOV on the objects the series changes
 
     def with_debug(self) -> Revision:
         if self.debug:
             return self
         return replace(
             self, name=f"{self.name}+debug", fragments=(*self.fragments, DEBUG), debug=True
+        )
+
+    def with_coverage(self) -> Revision:
+        if self.coverage:
+            return self
+        return replace(
+            self,
+            name=f"{self.name}+coverage",
+            fragments=(*self.fragments, COVERAGE),
+            coverage=True,
         )
 
     def with_extra_fragments(self, extra: tuple[Path, ...]) -> Revision:
@@ -50,16 +63,21 @@ DEFAULT_SERIES = HINTING_V2
 
 
 def resolve(spec: str) -> Revision:
-    """A built-in revision name (optionally with '+debug'), or a path to a user's series.
+    """A built-in revision name or a path to a user's series, optionally with flavours
+    ('+debug', '+coverage').
 
     A user series is assumed to provide CONFIG_PAGE_HINTING like the built-in ones.
     """
-    name, _, suffix = spec.partition("+")
-    if suffix not in ("", "debug"):
-        raise SeriesError(
-            f"revision {spec!r}: unknown suffix {suffix!r}",
-            "use NAME or NAME+debug, NAME one of " + ", ".join(BUILTIN),
-        )
+    name, *suffixes = spec.split("+")
+    if Path(spec).expanduser().exists():  # a path that itself contains '+'
+        name, suffixes = spec, []
+    for suffix in suffixes:
+        if suffix not in FLAVOURS:
+            raise SeriesError(
+                f"revision {spec!r}: unknown suffix {suffix!r}",
+                "use NAME, NAME+debug, NAME+coverage or NAME+coverage+debug, NAME one of "
+                + ", ".join(BUILTIN),
+            )
     if name in BUILTIN:
         rev = BUILTIN[name]
     else:
@@ -71,4 +89,6 @@ def resolve(spec: str) -> Revision:
             )
         label = path.resolve().name or "user-series"
         rev = Revision(f"user:{label}", path.resolve(), (BASE, HINTING), hinting=True)
-    return rev.with_debug() if suffix == "debug" else rev
+    if "coverage" in suffixes:
+        rev = rev.with_coverage()
+    return rev.with_debug() if "debug" in suffixes else rev

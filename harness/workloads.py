@@ -248,3 +248,65 @@ def set_react_delay(vm, milliseconds: int) -> bool:
     hook: a slow device); False when the kernel has no such hook (a series without it)."""
     result = vm.ssh.run(f"test -e {REACT_DELAY} && echo {milliseconds} > {REACT_DELAY}")
     return result.ok
+
+
+# -- isolation and fault injection (test_isolation.py, test_offline.py) ----------------------
+CMA_AREA = "/sys/kernel/debug/cma/reserved"  # the area `cma=SIZE` reserves at boot
+FAIL_FUNCTION = "/sys/kernel/debug/fail_function"
+HUNG_TASK_TIMEOUT = "/proc/sys/kernel/hung_task_timeout_secs"
+
+
+def cma_pages(vm) -> int:
+    """Pages in the guest's boot-time CMA area (0: the guest has none)."""
+    result = vm.ssh.run(f"cat {CMA_AREA}/count")
+    return int(result.stdout.strip()) if result.ok else 0
+
+
+def cma_alloc(vm, pages: int) -> bool:
+    """alloc_contig_range() through the CMA area's debugfs: True if it got `pages`."""
+    return vm.ssh.run(f"echo {pages} > {CMA_AREA}/alloc", timeout=300).ok
+
+
+def cma_free(vm, pages: int) -> None:
+    vm.ssh.check(f"echo {pages} > {CMA_AREA}/free", timeout=300)
+
+
+def fail_next_calls(vm, function: str, errno: int, times: int = 1) -> None:
+    """Make the next `times` calls of `function` return -errno (fail_function; the function
+    must be marked ALLOW_ERROR_INJECTION)."""
+    vm.ssh.check(
+        f"echo {function} > {FAIL_FUNCTION}/inject && "
+        f"printf %#x -{errno} > {FAIL_FUNCTION}/{function}/retval && "
+        f"echo 100 > {FAIL_FUNCTION}/probability && echo 0 > {FAIL_FUNCTION}/interval && "
+        f"echo {times} > {FAIL_FUNCTION}/times && echo 0 > {FAIL_FUNCTION}/verbose"
+    )
+
+
+def injections_left(vm) -> int:
+    """How many of the armed failures have not happened yet."""
+    return int(vm.ssh.check(f"cat {FAIL_FUNCTION}/times").stdout.strip())
+
+
+def disarm_fail_function(vm) -> None:
+    vm.ssh.run(f"echo > {FAIL_FUNCTION}/inject")
+
+
+def wait_batches(vm, zone: str, at_least: int, timeout_s: float) -> HintingState:
+    """Poll until `zone` is active and has handed at least `at_least` batches to react()
+    in all (the activity counter): with a react delay set, the last one is out now."""
+
+    def far_enough(state: HintingState) -> bool:
+        return any(
+            z.zone == zone and z.active and z.activity and z.activity.batches >= at_least
+            for z in state.zones
+        )
+
+    state, reached = poll_until(
+        lambda: read_hinting_state(vm), far_enough, timeout=timeout_s, interval=BATCH_POLL_S
+    )
+    if not reached:
+        raise WorkerNeverStarted(
+            f"[FAIL] worker_starts: zone {zone} did not reach batch {at_least} within "
+            f"{timeout_s:.0f} s of a release past the high-water mark"
+        )
+    return state

@@ -13,8 +13,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness import dmesg
 from harness.evidence import save_console, save_json
 from harness.judge import JudgeConfig, Verdict, judge_kernel
+from harness.known_splats import is_known
 from harness.pipeline import GuestFactory
 from harness.procfs import GuestObservations, HintingState
 from harness.revisions import Revision
@@ -25,6 +27,7 @@ from harness.workloads import wait_hinting_idle
 # Stock 6.1 reporting has no idle indicator; its worker runs 2 s after a request (and
 # reporting does not change MemFree: reported pages stay on the free lists).
 STOCK_SETTLE_S = 3.0
+DEBUG_BOOT_TIMEOUT_S = 180.0
 
 
 @dataclass
@@ -38,6 +41,11 @@ class ScriptedGuest:
     zone: str = ""
     first_state: HintingState | None = None
     verdicts: list[str] = field(default_factory=list)
+    # known-splats patterns a step showed on purpose (a defect the revision keeps)
+    expected_splats: set[str] = field(default_factory=set)
+    # a step left the guest unable to answer on purpose (a kept defect that wedges it):
+    # the end of the module reads its console only
+    wedged: bool = False
 
     def settle(self) -> HintingState | None:
         """Wait until hinting is idle (stock: until its reporting pass is surely over); the
@@ -67,17 +75,22 @@ class ScriptedGuest:
 
 @contextmanager
 def scripted_guest(
-    revision: Revision, new_guest: GuestFactory, evidence: Path
+    revision: Revision, new_guest: GuestFactory, evidence: Path, **guest_options: object
 ) -> Iterator[ScriptedGuest]:
     """For a module fixture: boot, hand the guest to the steps, then fail the module's last
-    step on any kernel-log problem (the console and splats go to `evidence`)."""
+    step on any kernel-log problem (the console and splats go to `evidence`). A splat the
+    series keeps on purpose (its known-splats.txt) is allowed once a step expected it
+    (`ScriptedGuest.expected_splats`)."""
     evidence.mkdir(parents=True, exist_ok=True)
-    with new_guest(revision, evidence) as vm:
+    if revision.debug:  # lockdep and KASAN under TCG: boot takes longer
+        guest_options.setdefault("boot_timeout", DEBUG_BOOT_TIMEOUT_S)
+    with new_guest(revision, evidence, **guest_options) as vm:
         scripted = ScriptedGuest(revision, vm, evidence, load_spec(revision.series))
         try:
             yield scripted
         finally:
-            found = splats(vm)
+            seen = dmesg.classify(vm.console_text()) if scripted.wedged else splats(vm)
+            found = [s for s in seen if not is_known(s.id, scripted.expected_splats)]
             save_json(evidence / "splats.json", found)
             save_console(evidence, vm.console_log)
     (evidence / "initrd.img").unlink(missing_ok=True)

@@ -1,0 +1,179 @@
+"""Memory offline while hinting: a DIMM's zone is hot-removed while a batch from it is out.
+
+One guest per hinting revision (2 GiB, room for a 512 MiB DIMM, hot-added memory onlined as
+movable: `memhp_default_state=online_movable`) goes through one step:
+
+1. a pc-dimm is plugged: a Movable zone appears and is hinted like any other memory;
+2. a pattern writer holds 256 MiB (some of it in the DIMM), and a release makes the DIMM's
+   zone start a cycle; while its first batch is held out (the series' react delay hook),
+   `device_del` removes the DIMM: the guest isolates the zone's pageblocks (hinted blocks
+   move to MIGRATE_ISOLATE and must lose flag and count), migrates the writer's pages out,
+   and waits for the held pages, which come back to an isolated block;
+3. the offline must complete (QEMU's DEVICE_DELETED), MemTotal and free memory come back
+   to where they were before the plug, the writer's pattern is intact, the emptied zone's
+   hinted counts are reset and no hinted block is left on an isolated list;
+4. a DIMM is plugged again: the new zone hints as the idle rule says.
+
+A revision that marks a page hinted on an isolated block (v2: the PG_offline alias) BUGs in
+__offline_isolated_pages(); when the series lists that in its known-splats.txt, the step
+requires it to show instead (and stops: the offline never completes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness import dmesg
+from harness.errors import VMError
+from harness.judge import (
+    FreeMemory,
+    Verdict,
+    judge_accounting,
+    judge_hotplug,
+    judge_integrity,
+    judge_offline,
+    judge_offline_work,
+)
+from harness.known_splats import is_known, load_known_splats
+from harness.lifecycle import add_dimm, remove_dimm
+from harness.pipeline import GuestFactory
+from harness.poll import poll_until
+from harness.revisions import Revision
+from harness.scenarios.scripted_guest import ScriptedGuest, idle_verdict, scripted_guest
+from harness.units import PAGE_SIZE, MiB
+from harness.workloads import read_hinting_state, read_meminfo, set_react_delay, wait_batches
+
+DIMM_MIB = 512  # four 128 MiB memory blocks, onlined to ZONE_MOVABLE
+ZONE = "Movable"
+HOLD_MS = 3000  # the batch out when device_del comes
+RELEASE_MIB = 384  # user memory comes from ZONE_MOVABLE first: a cycle there
+PATTERN_MIB = 256
+OFFLINE_TIMEOUT_S = 120.0
+ONLINE_S = 60.0
+BUG_SHOWS_S = 30.0
+# Free memory after the DIMM came and went, against before it came (as in test_lifecycle:
+# noise was under 6 MiB; a batch lost is >= 4 MiB a block).
+ACCOUNTING_TOLERANCE_KIB = 8 * 1024
+HIGH_ORDER_TOLERANCE_KIB = 32 * 1024
+
+
+@pytest.fixture(scope="module")
+def offline_guest(
+    hinting_revision: Revision, new_guest: GuestFactory, results_dir: Path
+) -> Iterator[ScriptedGuest]:
+    revision = hinting_revision
+    evidence = results_dir / f"offline[{revision.name}]"
+    with scripted_guest(
+        revision,
+        new_guest,
+        evidence,
+        hotplug_mib=DIMM_MIB,
+        extra_cmdline="memhp_default_state=online_movable",
+    ) as scripted:
+        yield scripted
+
+
+def _mem_total_kib(guest: ScriptedGuest) -> int:
+    return read_meminfo(guest.vm)["MemTotal"]
+
+
+def _wait_mem_total(guest: ScriptedGuest, kib: int) -> int:
+    total, _ = poll_until(lambda: _mem_total_kib(guest), lambda t: t == kib, timeout=ONLINE_S)
+    return total
+
+
+def test_memory_offline_while_a_batch_is_out(offline_guest: ScriptedGuest) -> None:
+    guest, vm = offline_guest, offline_guest.vm
+    start = guest.settle()
+    assert start is not None
+    before = guest.observe("before-dimm")
+    total_before = before.meminfo["MemTotal"]
+    dimm = add_dimm(vm, DIMM_MIB)
+    grown = _wait_mem_total(guest, total_before + DIMM_MIB * 1024) - total_before
+    online, verdict = idle_verdict(guest, "dimm-online")
+    assert online.hinting is not None
+    verdict += judge_hotplug(grown, DIMM_MIB, start, online.hinting)
+
+    writer = vm.ssh.start(f"pattern --hold-until-line {PATTERN_MIB}")
+    writer.expect_line(f"filled {PATTERN_MIB}", timeout=300)
+    guest.settle()
+    at_release = read_hinting_state(vm)
+    assert set_react_delay(vm, HOLD_MS), (
+        f"{guest.revision.name} has no debugfs page_hinting/react_delay_ms: the scenario "
+        "cannot hold a batch out"
+    )
+    try:
+        vm.ssh.check(f"echo | memhog {RELEASE_MIB} > /dev/null", timeout=300)
+        batches = next(
+            (z.activity.batches for z in at_release.zones if z.zone == ZONE and z.activity), 0
+        )
+        wait_batches(vm, ZONE, batches + 1, timeout_s=4 * HOLD_MS / 1000)
+        vm.forget_qmp_events()
+        remove_dimm(vm, dimm)
+    finally:
+        set_react_delay(vm, 0)  # (the held batch keeps its sleep)
+    known_bug = sorted(
+        p for p in load_known_splats(guest.revision.series) if p.startswith("kernel_BUG")
+    )
+    if known_bug:
+        _bug_must_show(guest, known_bug)
+        return
+    try:
+        vm.wait_qmp_event("DEVICE_DELETED", OFFLINE_TIMEOUT_S, device=dimm)
+        deleted = True
+    except VMError as error:
+        deleted = False
+        guest.note(f"no DEVICE_DELETED within {OFFLINE_TIMEOUT_S:.0f} s: {error}")
+    writer.write_line()
+    pattern = writer.wait(timeout=300).stdout
+    (guest.evidence / "pattern-offline.out").write_text(pattern)
+    total_after = _wait_mem_total(guest, total_before)
+    gone, idle = idle_verdict(guest, "dimm-removed")
+    assert gone.hinting is not None
+    verdict += idle + judge_offline(deleted, total_before, total_after, gone, ZONE)
+    verdict += Verdict(
+        (
+            judge_integrity(pattern, []),
+            judge_accounting(
+                FreeMemory.of(before, guest.spec.min_order),
+                [FreeMemory.of(gone, guest.spec.min_order)],
+                ACCOUNTING_TOLERANCE_KIB,
+                HIGH_ORDER_TOLERANCE_KIB,
+            ),
+        )
+    )
+    if deleted:  # the zone again, from a new DIMM
+        add_dimm(vm, DIMM_MIB, index=1)
+        regrown = _wait_mem_total(guest, total_before + DIMM_MIB * 1024) - total_before
+        replugged, again = idle_verdict(guest, "dimm-replugged")
+        assert replugged.hinting is not None
+        verdict += again + judge_hotplug(regrown, DIMM_MIB, gone.hinting, replugged.hinting)
+        top_blocks = DIMM_MIB * MiB // (PAGE_SIZE << (guest.spec.min_order + 1))
+        verdict += Verdict(
+            (judge_offline_work(at_release, replugged.hinting, ZONE, top_blocks, guest.spec),)
+        )
+    guest.record("memory offline while a batch is out, then a new DIMM", verdict)
+    assert verdict.passed, f"{guest.revision.name} memory offline while hinting:\n{verdict}"
+
+
+def _bug_must_show(guest: ScriptedGuest, patterns: list[str]) -> None:
+    """The revision keeps v2's PG_offline alias: offlining a block it hinted on an isolated
+    list must BUG. The BUG leaves zone->lock held, so the guest no longer answers: the
+    console is read, and nothing is asked of the guest afterwards."""
+    found, shown = poll_until(
+        lambda: dmesg.classify(guest.vm.console_text()),
+        lambda found: any(is_known(s.id, patterns) for s in found),
+        timeout=BUG_SHOWS_S,
+        interval=1.0,
+    )
+    guest.expected_splats |= set(patterns)
+    guest.wedged = True
+    guest.note(f"offline: the kept defect {'showed' if shown else 'did NOT show'}")
+    assert shown, (
+        f"{guest.revision.name} keeps the PG_offline alias ({patterns}), but offlining a "
+        f"zone while a batch was out did not BUG within {BUG_SHOWS_S:.0f} s: "
+        f"{[s.id for s in found]}"
+    )
