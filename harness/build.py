@@ -2,8 +2,8 @@
 
 Worktree: cache work/<name>, one per (source commit, series digest, fragments digest),
 reused while its marker says that series is applied (so rebuilds are incremental).
-Cache key: sha256 over source version + commit, series digest, the final .config and the
-compiler version; a hit returns without running make.
+Cache key: sha256 over source version + commit, the git tree the series produced, the final
+.config, the compiler version and extra make variables; a hit returns without running make.
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def make_stage(req: BuildRequest, tree: Path, config: Path) -> StageResult:
         if is_coverage_config(config):
             profiled = objects_to_profile(tree, req.source.commit)
         extra = profiled.make_variables() if profiled else ()
-        key = build_key(req.source, req.series, config, extra)
+        key = build_key(req.source, tree_id(tree), config, extra)
         cached = cached_build(key, coverage=profiled is not None)
         if cached is not None:
             log.info("build %s: cache hit (%s)", key[:12], cached)
@@ -360,14 +360,22 @@ def compiler_version() -> str:
     return result.stdout.splitlines()[0].strip()
 
 
+def tree_id(tree: Path) -> str:
+    """The git tree the series produced: the same patches from another mbox (a cover
+    letter, other subject prefixes, other dates) give the same tree, hence the same build."""
+    return run_git(["rev-parse", "HEAD^{tree}"], tree).stdout.strip()
+
+
 def build_key(
-    source: KernelSource, series: Series, config: Path, make_extra: tuple[str, ...] = ()
+    source: KernelSource, tree: str, config: Path, make_extra: tuple[str, ...] = ()
 ) -> str:
+    """sha256 over the source, the tree the series produced, the final .config, the
+    compiler and the make variables."""
     digest = hashlib.sha256()
     # the wrapper's text too: a build made through another wrapper (or plain ccache, whose
     # depend mode could return a stale piggy.o) is not reused
     recipe = (compiler_version(), COMPILER_WRAPPER, *make_extra)
-    for part in (source.version, source.commit, series.digest, *recipe):
+    for part in (source.version, source.commit, tree, *recipe):
         digest.update(part.encode() + b"\0")
     digest.update(config.read_bytes())
     return digest.hexdigest()

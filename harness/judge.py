@@ -924,13 +924,22 @@ def judge_react_failure(
 
 
 def judge_offline(
-    deleted: bool, total_before_kib: int, total_after_kib: int, after: GuestObservations, zone: str
+    deleted: bool,
+    total_before_kib: int,
+    total_after_kib: int,
+    after: GuestObservations | None,
+    zone: str,
+    console_problems: Sequence[str] = (),
 ) -> Verdict:
     """A DIMM's zone was offlined and ejected: QEMU saw the DIMM go, MemTotal is back, and
     the emptied zone carries no hinting state (it is no longer listed, and its hinted
-    counts are zero: page_hinting_reset())."""
+    counts are zero: page_hinting_reset()). Without DEVICE_DELETED only that is judged
+    (`after` None: the guest may not answer), with what the console showed."""
+    why = f": the console shows {', '.join(console_problems)}" if console_problems else ""
+    gone = [] if deleted else [f"no DEVICE_DELETED: the guest did not offline the DIMM{why}"]
+    if after is None:
+        return Verdict((_result("offline_completes", gone, "DEVICE_DELETED"),))
     assert after.hinting is not None
-    gone = [] if deleted else ["no DEVICE_DELETED: the guest did not offline the DIMM"]
     total = (
         []
         if total_after_kib == total_before_kib

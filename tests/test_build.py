@@ -163,6 +163,29 @@ def test_key_depends_on_series_and_config(
     assert git(tree, "log", "-1", "--format=%s") == "mm: add hinted"
 
 
+def test_the_same_patches_from_another_mbox_reuse_the_build(
+    cache: Path, fake_kernel: Path, fragment: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The build is keyed by the tree the series produces: the same patch sent again as
+    "[PATCH v3 1/1]" behind a cover letter is another input (another series digest, another
+    worktree) but the same tree, so the kernel comes from the cache without make."""
+    src = obtain_source(fake_kernel)
+    directory = one_patch_series(fake_kernel, tmp_path / "series")
+    first = build_kernel(BuildRequest(src, load_series(directory), (fragment,)))
+    patch = next(directory.glob("*.patch")).read_text()
+    cover = (
+        "From 0 Mon Sep 17 00:00:00 2001\nFrom: A <a@b.c>\nDate: Sun, 6 Dec 2026 10:00:00 +0000\n"
+        "Subject: [PATCH v3 0/1] mm: hinting, again\n\nThe cover letter.\n\n"
+    )
+    mbox = tmp_path / "v3.mbx"
+    mbox.write_text(cover + patch.replace("[PATCH]", "[PATCH v3 1/1]"))
+    resent = load_series(mbox)
+    assert resent.digest != load_series(directory).digest
+    forbid_make(monkeypatch)
+    again = build_kernel(BuildRequest(src, resent, (fragment,)))
+    assert again.status is BuildStatus.CACHED and again.key == first.key
+
+
 def test_worktree_with_same_series_is_reused_for_incremental_builds(
     cache: Path, fake_kernel: Path, fragment: Path, tmp_path: Path
 ) -> None:

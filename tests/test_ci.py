@@ -88,3 +88,14 @@ def test_both_ci_files_shard_the_default_matrix_with_the_readme_command() -> Non
     assert "python3 -m harness run --revisions R --debug-revisions D --results results/SHARD" in (
         readme
     )
+
+
+def test_both_ci_files_run_the_patch_coverage_nightly_with_the_readme_command() -> None:
+    command = "python3 -m harness coverage --revision hinting-v2-fixed --debug"
+    github = yaml.safe_load(WORKFLOWS[0].read_text())["jobs"]["coverage"]
+    assert any(command in step.get("run", "") for step in github["steps"])
+    gitlab = yaml.safe_load(GITLAB.read_text())["coverage"]
+    assert command in gitlab["script"][0]
+    report = gitlab["artifacts"]["reports"]["coverage_report"]
+    assert report == {"coverage_format": "cobertura", "path": "results/coverage/coverage.xml"}
+    assert command in (REPO_ROOT / "README.md").read_text()

@@ -111,3 +111,9 @@ def test_offline_fails_on_a_zone_that_kept_its_counts_or_a_dimm_that_stayed() ->
     assert verdict.check("offlined_memory_gone").status is Status.FAIL
     detail = verdict.check("emptied_zone_reset").detail
     assert "still listed" in detail and "order 10: 5 hinted" in detail
+
+
+def test_an_offline_that_crashed_is_judged_from_the_console() -> None:
+    verdict = judge_offline(False, 0, 0, None, "Movable", ["BUG kernel_BUG:mm/page_alloc.c:x"])
+    check = verdict.check("offline_completes")
+    assert check.status is Status.FAIL and "kernel_BUG:mm/page_alloc.c:x" in check.detail
