@@ -58,7 +58,8 @@ case $src in
 esac
 exec ccache gcc "$@"
 """
-ARTIFACTS = ("bzImage", ".config", "build.log", "meta.json")
+# System.map: symbolizing where a stuck vCPU is (hang triage) needs the build's symbols.
+ARTIFACTS = ("bzImage", ".config", "build.log", "meta.json", "System.map")
 
 
 class MakeError(BuildError):
@@ -114,6 +115,10 @@ class BuildResult:
     key: str
     duration: float
     stages: tuple[StageResult, ...] = ()
+
+    @property
+    def system_map(self) -> Path:
+        return self.bzimage.with_name("System.map")
 
 
 def _stage(name: str, work: Callable[[], tuple[BuildStatus, Path]]) -> StageResult:
@@ -525,13 +530,14 @@ def _store_artifacts(
     duration: float,
     profiled: coverage_objects.Profiled | None = None,
 ) -> Path:
-    """Copy bzImage, .config, build.log, meta.json (and a coverage build's gcov bundle)
+    """Copy bzImage, .config, System.map, build.log, meta.json (and a coverage build's gcov bundle)
     into builds/<key> (temp dir + rename)."""
     target = cache_dir("builds") / key
     # replace: an existing one is a concurrent build's complete copy, or a broken one
     with atomic_directory(target) as scratch:
         shutil.copy2(tree / "arch/x86/boot/bzImage", scratch / "bzImage")
         shutil.copy2(tree / ".config", scratch / ".config")
+        shutil.copy2(tree / "System.map", scratch / "System.map")
         shutil.copy2(logfile, scratch / "build.log")
         if profiled is not None:
             bundle = scratch / coverage_objects.BUNDLE

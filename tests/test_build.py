@@ -42,6 +42,7 @@ bzImage:
 \techo '  CC      init/main.o'
 \techo built >> built.o
 \tmkdir -p arch/x86/boot && cat .config built.o > arch/x86/boot/bzImage
+\techo 'ffffffff81000000 T _text' > System.map
 """
 
 
@@ -67,7 +68,7 @@ def fake_kernel(tmp_path: Path) -> Path:
     (tree / "Makefile").write_text(FAKE_MAKEFILE)
     (tree / "Kconfig").write_text("")
     (tree / "mm/page_alloc.c").write_text("int x;\n")
-    (tree / ".gitignore").write_text("*.o\n/arch/x86/boot/bzImage\n.config*\n.phh-*\n")
+    (tree / ".gitignore").write_text("*.o\n/arch/x86/boot/bzImage\n.config*\n.phh-*\nSystem.map\n")
     git(tree, "init", "-q")
     git(tree, "add", ".")
     git(tree, "commit", "-q", "-m", "fake kernel")
