@@ -74,6 +74,8 @@ FAILED_ERRNO = 28  # ENOSPC: what a full ring gives
 HUNG_TASK_SECONDS = 5  # the detector's timeout in this guest (it checks every timeout)
 HANG_SHOWS_S = 40.0  # two detector periods and the boot's first check
 RETRY_IDLE_S = 30.0
+# (seen on crngs.lock and on input_pool.lock, whichever the draw takes first)
+INJECTION_SPLAT = "lockdep:inconsistent_lock_state:{INITIALUSE}->{IN-NMI}:*"
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +156,7 @@ def test_contig_alloc_isolates_hinted_blocks(isolation_guest: ScriptedGuest) -> 
     _, verdict = idle_verdict(guest, "cma-freed")
     after_free = guest.observe("cma-freed-state")
     assert allocated.hinting is not None and after_free.hinting is not None
-    verdict += judge_kernel(allocated, spec=guest.spec)
+    verdict += judge_kernel(allocated, guest.judge_config(), guest.spec)
     verdict += judge_contig_alloc(start, allocated, after_free, pages, guest.spec)
 
     # again, while the cycle that hints the freed area holds its second batch out
@@ -172,7 +174,8 @@ def test_contig_alloc_isolates_hinted_blocks(isolation_guest: ScriptedGuest) -> 
     if got_it:
         cma_free(vm, pages)
     _, again = idle_verdict(guest, "cma-during-batch")
-    verdict += again + judge_kernel(guest.observe("cma-during-batch-state"), spec=guest.spec)
+    state = guest.observe("cma-during-batch-state")
+    verdict += again + judge_kernel(state, guest.judge_config(), guest.spec)
     guest.record(
         f"alloc_contig_range over the CMA area ({pages} pages); during a held batch it "
         f"{'succeeded' if got_it else 'failed'} (zone active then: "
@@ -198,6 +201,10 @@ def test_react_failure_is_retried(isolation_guest: ScriptedGuest) -> None:
         p for p in load_known_splats(guest.revision.series) if p.startswith("hung_task")
     )
     fail_next_calls(vm, "virtqueue_add_inbuf", FAILED_ERRNO)
+    # fail_function's kprobe handler runs in int3 context, which lockdep treats as NMI, and
+    # 6.1's should_fail() draws a random number there: a lockdep kernel reports one of the
+    # random pool's locks once. The harness's injection causes it, not the series.
+    guest.expected_splats.add(INJECTION_SPLAT)
     try:
         vm.ssh.check(f"echo | memhog {RELEASE_MIB} > /dev/null", timeout=300)
         if known_hang:

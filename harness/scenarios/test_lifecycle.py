@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -87,8 +87,6 @@ UNPLUG_REACT_DELAY_MS = 200  # ~3 batches of 384 MiB: the worker is busy for ~0.
 @dataclass
 class LifecycleGuest(ScriptedGuest):
     """The detection steps' guest (settle, observe, record) plus what lifecycle steps need."""
-
-    expected_splats: set[str] = field(default_factory=set)  # ids a step caused on purpose
 
     def idle_verdict(self, label: str) -> tuple[GuestObservations, Verdict]:
         """Settle, observe, and judge the kernel-side checks (hinting revisions).
