@@ -230,12 +230,12 @@ def _group_by_revision(items: list[pytest.Item], fixture: str) -> None:
 
 @pytest.hookimpl(tryfirst=True)  # before pytest's junitxml plugin reads the option
 def pytest_configure(config: pytest.Config) -> None:
-    workerinput = getattr(config, "workerinput", None)
-    if workerinput is not None:  # the controller chose the run directory
-        path = Path(workerinput[RUN_DIR_KEY])
-        config.stash[RUN_DIR] = rundir.RunDir(path, path.parent, stamped=False)
+    chosen = getattr(config, "workerinput", {}).get(RUN_DIR_KEY)
+    if chosen is not None:  # an xdist worker: the controller chose the run directory
+        config.stash[RUN_DIR] = rundir.RunDir(Path(chosen), Path(chosen).parent, stamped=False)
     else:
-        config.stash[RUN_DIR] = rundir.plan(config.getoption("--results"), default_results_dir())
+        explicit = config.getoption("--results", None)
+        config.stash[RUN_DIR] = rundir.plan(explicit, default_results_dir())
     config.stash[RAN_SCENARIOS] = False
     config.pluginmanager.register(_ScenarioCounter(config), "phh-scenario-counter")
     if not config.option.xmlpath and not config.option.collectonly:

@@ -18,6 +18,7 @@ from harness.spec import V2_SPEC, load_spec
 CLASSES = {
     "params", "trigger", "prediction", "work", "accounting",
     "counting", "boundary", "integrity", "concurrency", "lifecycle", "interface",
+    "isolation", "react", "offline",
 }  # fmt: skip
 
 
@@ -26,7 +27,8 @@ def test_the_catalogue_has_a_dozen_mutants_covering_each_class() -> None:
     assert len(catalogue) >= 12
     assert {m.defect_class for m in catalogue} == CLASSES
     assert all(m.subject.startswith("mutant ") for m in catalogue)
-    assert [m.id for m in catalogue if m.needs_debug] == ["irq-unsafe-lock"]
+    debug = [m.id for m in catalogue if m.needs_debug]
+    assert debug == ["irq-unsafe-lock", "reset-keeps-freed-counts"]
 
 
 def test_unknown_ids_are_named() -> None:
