@@ -11,6 +11,7 @@ report   merge the results of several runs (CI shards) into one junit.xml and co
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import re
@@ -21,8 +22,8 @@ import tempfile
 from collections.abc import MutableMapping
 from pathlib import Path
 
-from harness.errors import HarnessError
-from harness.paths import REPO_ROOT, cache_dir
+from harness.errors import DiskFull, HarnessError
+from harness.paths import REPO_ROOT, cache_dir, cache_root
 from harness.pipeline import Pipeline, ssh_command
 from harness.revisions import DEFAULT_SERIES, resolve
 
@@ -286,6 +287,11 @@ def main(argv: list[str] | None = None) -> int:
         return commands[args.command](args)
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"error: {DiskFull.from_os_error(exc, str(cache_root()))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

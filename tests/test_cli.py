@@ -57,3 +57,20 @@ def test_cli_exits_non_zero_naming_a_missing_kernel_tree(tmp_path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert str(missing) in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_full_disk_is_one_clear_error_naming_the_directory(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Disk full while the source is unpacked (a raw OSError from a write deep inside):
+    exit 2, the directory, the space a run needs and PHH_CACHE; no traceback."""
+    import errno
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", "/cache/src/6.1/.unpack-1")
+
+    monkeypatch.setattr("harness.pipeline.source.obtain_source", full)
+    assert cli.main(["build", "--revision", "stock"]) == 2
+    err = capsys.readouterr().err
+    assert "no space left on the file system of /cache/src/6.1/.unpack-1" in err
+    assert "PHH_CACHE" in err and "GiB" in err and "Traceback" not in err
