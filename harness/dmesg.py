@@ -16,6 +16,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from harness.hang import is_tick
+
 MAX_EXCERPT_LINES = 400
 END_MARKER_WINDOW = 10  # lines between "</TASK>" and "---[ end trace" (irq stamps, CR2...)
 
@@ -428,8 +430,13 @@ def excerpt_end(lines: list[str], start: int, rule: str) -> int:
 
 
 def classify(log_text: str, ignore: Iterable[IgnoreRule] = DEFAULT_IGNORE) -> list[Splat]:
-    """Every problem in a kernel log, in order of appearance, minus the ignored ones."""
-    lines = [strip_prefix(line) for line in log_text.split("\n")]
+    """Every problem in a kernel log, in order of appearance, minus the ignored ones.
+
+    The guest's heartbeat ticks (images/init: "PHH-TICK <uptime>" through the kernel log)
+    are left out: on two vCPUs one can land between two lines of a report."""
+    kept = [(n, line) for n, line in enumerate(log_text.split("\n"), 1) if not is_tick(line)]
+    line_numbers = [n for n, _ in kept]
+    lines = [strip_prefix(line) for _, line in kept]
     ignore_res = [re.compile(rule.pattern) for rule in ignore]
     splats: list[Splat] = []
     covered_until = 0  # end of the last primary splat's excerpt
@@ -447,7 +454,7 @@ def classify(log_text: str, ignore: Iterable[IgnoreRule] = DEFAULT_IGNORE) -> li
         splat_id = pattern.make_id(m, excerpt)
         if any(rule.search(splat_id) for rule in ignore_res):
             continue
-        splats.append(Splat(pattern.kind, splat_id, index + 1, "\n".join(excerpt)))
+        splats.append(Splat(pattern.kind, splat_id, line_numbers[index], "\n".join(excerpt)))
     return splats
 
 

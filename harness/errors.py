@@ -85,6 +85,42 @@ class QemuDied(VMError):
     """The QEMU process of a running VM is gone (killed, crashed or exited on its own)."""
 
 
+class GuestHung(VMError):
+    """The guest stopped making progress while QEMU ran: no heartbeat (images/init's
+    ticker) for harness.hang.HANG_SECONDS. A defect of the kernel under test, not of the
+    harness: the judge check `guest_responsive` fails (harness/plugin.py). The VM was
+    killed after its vCPUs were sampled: `detail` says where each one was, `registers` is
+    the file with the register dumps; `step` is the scenario it hung in (the pytest plugin
+    sets it: later steps on that guest are skipped as blocked)."""
+
+    check_name = "guest_responsive"
+
+    def __init__(
+        self,
+        message: str,
+        hint: str = "",
+        *,
+        detail: str = "",
+        registers: Path | None = None,
+        console_log: Path | None = None,
+    ) -> None:
+        super().__init__(message, hint)
+        self.detail = detail or message.splitlines()[0]
+        self.registers = registers
+        self.console_log = console_log
+        self.step: str | None = None
+
+    def again(self) -> GuestHung:
+        """The same hang as a new exception, for a later use of the killed VM."""
+        return GuestHung(
+            self.message,
+            self.hint,
+            detail=self.detail,
+            registers=self.registers,
+            console_log=self.console_log,
+        )
+
+
 class QmpUnsupported(VMError):
     """The running QEMU does not have a QMP command, device or property the scenario needs."""
 

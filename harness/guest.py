@@ -3,9 +3,9 @@
 GuestVM owns the QEMU process (launch, console, QMP, death, reset); GuestSSH owns one
 paramiko connection. Neither owns the other: the Guest starts the VM, then connects SSH
 with the run's key, and hands the session two views of the VM (its console tail for
-error messages, and `check_alive` so that a command waiting on a dead QEMU says so at
-once). A Guest is used where a VM is: what it does not define itself (QMP, the console,
-the pid, the paths) is the VM's.
+error messages, and `check_responsive` so that a command waiting on a dead QEMU or a hung
+guest says so at once). A Guest is used where a VM is: what it does not define itself
+(QMP, the console, the pid, the paths, `hang`) is the VM's.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class Guest:
             port=self.vm.ssh_port,
             key=self._key,
             console_tail=self.vm.console_tail,
-            check_peer=self.vm.check_alive,
+            check_peer=self.vm.check_responsive,
         )
         ssh.connect(timeout=max(MIN_CONNECT_SECONDS, left))
         self._ssh = ssh
@@ -111,6 +111,8 @@ class Guest:
         self.vm.close()
 
     def _last_words(self) -> None:
+        if self.vm.hang is not None:
+            return  # killed: nothing left to ask
         if self._before_shutdown is not None and self._ssh is not None:
             self._before_shutdown(self._ssh)
 

@@ -64,12 +64,16 @@ def set_balloon_target(
     vm: GuestVM | Guest, target_mib: int, timeout: float = BALLOON_TIMEOUT_S
 ) -> BalloonMove:
     """Ask for `target_mib` of guest memory and poll query-balloon until the guest is there
-    (or `timeout`: the result then says where it got to)."""
+    (or `timeout`: the result then says where it got to; a guest that hangs meanwhile
+    raises GuestHung)."""
     started = time.monotonic()
     vm.qmp_execute("balloon", {"value": target_mib * MiB})
-    actual, _ = poll_until(
-        lambda: balloon_actual_mib(vm), lambda mib: mib == target_mib, timeout=timeout
-    )
+
+    def actual_mib() -> int:
+        vm.check_responsive()  # QEMU answers query-balloon for a hung guest too
+        return balloon_actual_mib(vm)
+
+    actual, _ = poll_until(actual_mib, lambda mib: mib == target_mib, timeout=timeout)
     return BalloonMove(target_mib, actual, time.monotonic() - started)
 
 

@@ -19,7 +19,9 @@ Outcome of a mutant, from the subprocess's JUnit (read with junitparser):
 (`name+0x..`) of a function the series adds (page_hinting_*, get_unhinted_page,
 put_hinted_page, virtballoon_page_hinting_*). A guest that hangs at boot with such a frame
 in its console (a soft lockup or RCU stall in the worker) is caught that way; a guest that
-hangs without one is an error.
+hangs at boot without one is an error. A guest that stops making progress once it is up (no
+heartbeat for 30 s: harness/hang.py) fails the check `guest_responsive`, whose detail says
+where its vCPUs were: a catch like any other named check.
 
 One crash outside the series' functions is attributed to it, by an experiment rather than
 a frame: an oops whose instruction bytes at RIP are all zeros (kernel text is never zero;

@@ -19,9 +19,16 @@ import pytest
 from harness import errors, report, rundir
 from harness.build import BuildResult
 from harness.dmesg import zero_filled_code
-from harness.errors import GuestPanic, HarnessError, QemuDied, StepTestedNothing, VMError
+from harness.errors import (
+    GuestHung,
+    GuestPanic,
+    HarnessError,
+    QemuDied,
+    StepTestedNothing,
+    VMError,
+)
 from harness.image import GuestImage
-from harness.judge import Check, judge_kernel_text
+from harness.judge import Check, Status, judge_kernel_text
 from harness.parallel import own_results_dir
 from harness.paths import default_results_dir
 from harness.pipeline import GuestFactory, Pipeline
@@ -498,17 +505,33 @@ def _kernel_built_first(request: pytest.FixtureRequest) -> None:
 @pytest.fixture(autouse=True)
 def _shared_guest_properties(request: pytest.FixtureRequest) -> Iterator[None]:
     """A test on a shared guest gets its evidence dir and the verdicts it recorded as JUnit
-    properties."""
+    properties. Once a step found the guest hung (GuestHung: the VM was killed), the
+    guest's later steps are skipped as blocked, naming that step, instead of each failing
+    on a guest that is gone."""
     name = next((n for n in SHARED_GUESTS if n in request.fixturenames), None)
     if name is None:
         yield
         return
     guest = request.getfixturevalue(name)
+    if (hang := guest_hang(guest)) is not None:
+        pytest.skip(f"blocked: guest hung in {hang.step or 'an earlier step'}")
     seen = len(guest.verdicts)
     request.node.user_properties.append(("evidence", str(guest.evidence)))
     yield
+    if (hang := guest_hang(guest)) is not None and hang.step is None:
+        hang.step = request.node.name
+        guest.note(f"{hang.step}\n{hang_check(hang)}\nregisters: {hang.registers}")
     for text in guest.verdicts[seen:]:
         request.node.user_properties.append(("verdict", text))
+
+
+def guest_hang(guest: object) -> GuestHung | None:
+    """The hang a shared guest's VM was killed for, if it was."""
+    return getattr(getattr(guest, "vm", None), "hang", None)
+
+
+def hang_check(error: GuestHung) -> Check:
+    return Check(GuestHung.check_name, Status.FAIL, error.detail)
 
 
 @pytest.fixture
@@ -526,13 +549,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     """Infrastructure faults are errors, defects of the series failures: QEMU dying under a
     scenario (killed from outside), or a guest that did not come up (QEMU refused to
     start, no ready marker, a panic at boot, SSH refused) is reported as an error, the
-    way pytest reports a failing fixture, in the terminal and in the JUnit file."""
+    way pytest reports a failing fixture, in the terminal and in the JUnit file. A guest
+    that hangs once up fails the check `guest_responsive`."""
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
     if call.excinfo is None or call.when == "teardown":
         return
-    if (check := panic_verdict(call.excinfo)) is not None:
-        # A panic the judge can attribute to the series is a failure, boot or not.
+    if (check := panic_verdict(call.excinfo) or hang_verdict(call.excinfo)) is not None:
+        # A panic the judge can attribute to the series, or a guest that stopped making
+        # progress once it was up, is a failure of that check ("[FAIL] name: detail",
+        # which the mutant campaign reads as the catching check).
         report.when = "call"
         report.longrepr = f"{check}\n\n{report.longreprtext}"
     elif call.when == "call" and is_infrastructure_fault(call.excinfo):
@@ -556,6 +582,15 @@ def panic_verdict(excinfo: pytest.ExceptionInfo[BaseException]) -> Check | None:
         return None  # no hints were taken: the host did not zero that memory
     check = judge_kernel_text(console, boots_without_reporting(config))
     return None if check.passed else check
+
+
+def hang_verdict(excinfo: pytest.ExceptionInfo[BaseException]) -> Check | None:
+    """The failed check `guest_responsive` of a guest found hung after it was up (a hang
+    during the boot stays a boot failure)."""
+    error = excinfo.value
+    if not isinstance(error, GuestHung) or error.during_boot:
+        return None
+    return hang_check(error)
 
 
 def is_infrastructure_fault(excinfo: pytest.ExceptionInfo[BaseException]) -> bool:

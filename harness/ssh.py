@@ -30,6 +30,11 @@ READ_CHUNK = 65536
 # After a dropped connection, how long to wait for QEMU to be reaped before calling it
 # a network fault rather than a dead VM.
 DROP_GRACE_SECONDS = 2.0
+CHANNEL_OPEN_TIMEOUT = 30.0
+# After a channel open timed out on a live connection, how long the peer check gets to
+# name a guest that hung just before (its heartbeat goes stale HANG_SECONDS after its last
+# tick, which can be up to a tick period and a watcher poll after the open began).
+OPEN_VERDICT_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -80,9 +85,11 @@ class GuestSSH:
         self._key = key
         # Set by harness.guest.Guest so that failures can show what the guest console said.
         self.console_tail = console_tail
-        # Set by Guest: raises (QemuDied) when the VM behind the connection is gone, so
-        # that a dead QEMU is named as such instead of as a timeout or a broken channel.
-        # Its argument is how long to wait for the VM to end (used when the link dropped).
+        # Set by Guest: raises when the VM behind the connection is gone (QemuDied) or hung
+        # (GuestHung), so that either is named as such instead of as a timeout or a broken
+        # channel. Called on every failure and while a command is waited for (every
+        # WAIT_CAP_SECONDS at most). Its argument is how long to wait for the VM to end
+        # (used when the link dropped).
         self.check_peer = check_peer
         self._client: paramiko.SSHClient | None = None
 
@@ -174,6 +181,7 @@ class GuestSSH:
                         "raise the timeout, or check that the command cannot block",
                     )
                 _wait_for_output(channel, deadline)
+                self.check_while_waiting()
             if channel.recv_exit_status() == -1 and not self.connected:
                 raise self._dropped(command)
             return CommandResult(
@@ -181,7 +189,7 @@ class GuestSSH:
                 stderr.decode(errors="replace"),
             )  # fmt: skip
         finally:
-            channel.close()
+            _close_quietly(channel)
 
     def check(self, command: str, timeout: float = 60.0) -> CommandResult:
         """Like run(), but a non-zero exit status raises SSHError carrying stderr."""
@@ -208,17 +216,32 @@ class GuestSSH:
                 f"not connected to guest {self._where()} (running {command!r})",
                 "call connect() first; if it was connected, the guest may have died",
             )
+        self.check_while_waiting()  # a guest known to be hung is not asked again
         transport = self._client.get_transport()
         assert transport is not None
         try:
-            channel = transport.open_session(timeout=30.0)
+            channel = transport.open_session(timeout=CHANNEL_OPEN_TIMEOUT)
             channel.exec_command(command)
         except (paramiko.SSHException, OSError, EOFError) as error:
+            if self.connected:  # no answer on a live connection: hung, or only slow?
+                self._await_peer_verdict(OPEN_VERDICT_SECONDS)
             raise self._error(
                 f"could not start guest command {command!r}: {error}",
                 "the SSH connection broke: look at the guest console",
             ) from error
         return channel
+
+    def check_while_waiting(self) -> None:
+        """Raise at once if the VM behind the connection died or hung (check_peer)."""
+        if self.check_peer is not None:
+            self.check_peer(0.0)
+
+    def _await_peer_verdict(self, seconds: float) -> None:
+        """Give check_peer `seconds` to raise (a hang it is about to see); return if not."""
+        deadline = time.monotonic() + seconds
+        while self.check_peer is not None and time.monotonic() < deadline:
+            self.check_peer(0.0)
+            time.sleep(RETRY_SECONDS)
 
     # ----------------------------------------------------------------- errors
 
@@ -287,6 +310,7 @@ class RemoteProcess:
                     "check that the program flushes its output and is not stuck",
                 )
             _wait_for_output(self._channel, deadline)
+            self._ssh.check_while_waiting()
         line, _, rest = bytes(self._stdout).partition(b"\n")
         self._stdout = bytearray(rest)
         return line.decode(errors="replace")
@@ -322,6 +346,7 @@ class RemoteProcess:
                     "look at what it was doing on the guest console, or kill() it",
                 )
             _wait_for_output(self._channel, deadline)
+            self._ssh.check_while_waiting()
         self._finished = True
         if self._channel.recv_exit_status() == -1 and not self._ssh.connected:
             raise self._ssh._dropped(self.command)
@@ -338,7 +363,7 @@ class RemoteProcess:
 
     def kill(self) -> None:
         """Drop the channel; dropbear then hangs up on the program."""
-        self._channel.close()
+        _close_quietly(self._channel)
 
     def __enter__(self) -> RemoteProcess:
         return self
@@ -351,6 +376,13 @@ class RemoteProcess:
     ) -> None:
         if not self._finished:
             self.kill()
+
+
+def _close_quietly(channel: paramiko.Channel) -> None:
+    """Close a channel whose connection may be gone (a VM killed under it): what is being
+    raised already says why."""
+    with contextlib.suppress(paramiko.SSHException, OSError, EOFError):
+        channel.close()
 
 
 def _wait_for_output(channel: paramiko.Channel, deadline: float) -> None:

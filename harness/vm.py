@@ -3,9 +3,13 @@ session into the guest is harness.guest's, beside it).
 
 Lifecycle: check the port and the binary, launch QEMU (console to workdir/console.log,
 watched by a thread), wait for the ready marker "PHH-READY <boot-id>" that images/init prints;
-on exit ask QEMU to quit over QMP, then SIGKILL if it lingers. Every path
-(exceptions, KeyboardInterrupt, a forgotten close, interpreter exit, even the death of the
-Python process via PR_SET_PDEATHSIG) ends with the QEMU process gone.
+on exit ask QEMU to quit over QMP, then SIGKILL if it lingers. Every path (exceptions,
+KeyboardInterrupt, a forgotten close, interpreter exit, even the death of the Python process
+via PR_SET_PDEATHSIG) ends with the QEMU process gone.
+
+While the guest runs, the watcher follows its heartbeat (images/init's "PHH-TICK" lines):
+`check_responsive` takes a guest silent for `hang_seconds` for hung, says where its vCPUs
+are (GuestHung, harness/hang.py) and kills it.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Any
 from qemu.qmp import ExecuteError, QMPClient, QMPError
 
 from harness.errors import (
+    GuestHung,
     GuestNotReady,
     GuestPanic,
     PortInUse,
@@ -40,8 +45,17 @@ from harness.errors import (
     VMError,
     VMLaunchFailure,
 )
+from harness.hang import (
+    HANG_SECONDS,
+    Heartbeat,
+    format_dump,
+    hang_detail,
+    is_tick,
+    sample_vcpus,
+)
 from harness.progress import add_time
 from harness.ssh import pick_free_port, port_is_free
+from harness.symbols import SymbolMap, system_map_for
 
 QEMU_BINARY = "qemu-system-x86_64"
 READY_PREFIX = "PHH-READY"
@@ -53,6 +67,9 @@ FATAL_QEMU_OUTPUT = re.compile(r"KVM internal error|emulation failure|Could not 
 POLL_SECONDS = 0.05
 PANIC_GRACE_SECONDS = 1.0
 QMP_TIMEOUT_SECONDS = 10.0
+# A QMP event wait looks at the heartbeat this often (a hung guest never sends the event).
+EVENT_SLICE_SECONDS = 1.0
+HANG_REGISTERS = "hang-registers.txt"  # in the workdir: the register dumps of a hang
 CONSOLE_TAIL_LINES = 40
 UNIX_SOCKET_MAX = 100  # sun_path is 108 bytes
 # The balloon sits behind its own PCIe root port on q35, so that it can be unplugged and
@@ -85,6 +102,7 @@ class VMConfig:
     hotplug_mib: int = 0
     memory_slots: int = 2
     timing_phase: str = "boot"  # where the boot time counts in the run's breakdown ("": nowhere)
+    hang_seconds: float = HANG_SECONDS  # heartbeat silence after which the guest is hung
 
 
 @dataclass(frozen=True)
@@ -214,7 +232,8 @@ def build_qemu_command(
 
 
 def console_tail(text: str, lines: int = CONSOLE_TAIL_LINES) -> str:
-    return "\n".join(text.splitlines()[-lines:])
+    """The last `lines` lines, heartbeat ticks left out (an idle guest's would fill it)."""
+    return "\n".join([line for line in text.splitlines() if not is_tick(line)][-lines:])
 
 
 # Loaded up front: the child between fork and exec must not run the dynamic loader.
@@ -240,13 +259,14 @@ def _kill_process(process: subprocess.Popen[bytes]) -> None:
 
 
 class ConsoleWatcher(threading.Thread):
-    """Follows console.log line by line: flags the ready marker and the first fatal message.
+    """Follows console.log line by line: flags the ready marker and the first fatal message,
+    and hands the boots' ready markers and the ticks to `heartbeat`.
 
     It keeps watching after the guest is ready, so a later panic or oops is noticed too
     (`fatal_line`, `fatal_after_ready`).
     """
 
-    def __init__(self, path: Path, boot_id: str) -> None:
+    def __init__(self, path: Path, boot_id: str, heartbeat: Heartbeat | None = None) -> None:
         super().__init__(name=f"console-{boot_id}", daemon=True)
         self.path = path
         self._marker = f"{READY_PREFIX} {boot_id}"
@@ -255,6 +275,7 @@ class ConsoleWatcher(threading.Thread):
         self.fatal = threading.Event()
         self.fatal_line: str | None = None
         self.fatal_after_ready = False
+        self.heartbeat = heartbeat if heartbeat is not None else Heartbeat()
         self._stop_event = threading.Event()
         self._partial = b""
 
@@ -280,7 +301,10 @@ class ConsoleWatcher(threading.Thread):
     def _check_line(self, line: str) -> None:
         if line.strip() == self._marker:
             self.ready_count += 1
+            self.heartbeat.booted()
             self.ready.set()
+        elif is_tick(line):
+            self.heartbeat.tick()
         elif self.fatal_line is None and FATAL_CONSOLE.search(line):
             self.fatal_line = line
             self.fatal_after_ready = self.ready.is_set()
@@ -348,6 +372,8 @@ class GuestVM:
         self._qmp: QMPConnection | None = None
         self._private_dir: Path | None = None
         self._qemu_version: str | None = None
+        self.heartbeat = Heartbeat(config.hang_seconds)
+        self.hang: GuestHung | None = None  # set once the guest was found hung (and killed)
         self.paths = self._make_paths()
 
     # ----------------------------------------------------------------- launch
@@ -417,7 +443,7 @@ class GuestVM:
         for stale in (self.paths.console_log, self.paths.qmp_socket):
             stale.unlink(missing_ok=True)
         self.paths.console_log.touch()
-        self._watcher = ConsoleWatcher(self.paths.console_log, self.boot_id)
+        self._watcher = ConsoleWatcher(self.paths.console_log, self.boot_id, self.heartbeat)
         self._watcher.start()
         with open(self.paths.qemu_log, "wb") as qemu_log:
             try:
@@ -509,7 +535,10 @@ class GuestVM:
         `grace` waits that long for QEMU to end: a caller that saw its connection drop
         uses it, because the kernel closes a dying QEMU's sockets before the process can
         be reaped, so the drop can arrive a moment before poll() sees the exit.
+        A VM killed because it hung raises that hang (GuestHung) again.
         """
+        if self.hang is not None:
+            raise self.hang.again()
         if grace > 0 and self._process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._process.wait(timeout=grace)
@@ -535,6 +564,40 @@ class GuestVM:
             f"console log {self.paths.console_log}; if nobody killed it, look for the host's "
             "OOM killer in the host's dmesg",
         )
+
+    def check_responsive(self, grace: float = 0.0) -> None:
+        """check_alive(), and GuestHung if the guest has been silent for `hang_seconds`
+        since its last heartbeat: its vCPUs are sampled first (where each one is, by the
+        build's System.map; the dumps go to <workdir>/hang-registers.txt), then QEMU is
+        killed. What GuestSSH calls while it waits, so that no wait outlives a hang by more
+        than a moment."""
+        self.check_alive(grace)
+        silence = self.heartbeat.stale()
+        if silence is not None and self.is_running():
+            raise self._hung(silence)
+
+    def _hung(self, silence: float) -> GuestHung:
+        """Triage a hung guest, kill it, and remember the hang (every later check raises it)."""
+        symbols = SymbolMap.load(system_map_for(self.config.kernel))
+        triage = sample_vcpus(self.qmp_execute)
+        detail = hang_detail(silence, triage, symbols)
+        registers: Path | None = self.config.workdir / HANG_REGISTERS
+        try:
+            (self.config.workdir / HANG_REGISTERS).write_text(format_dump(detail, triage, symbols))
+        except OSError:
+            registers = None  # the hang is still reported, without the dumps
+        self.close()
+        self.hang = GuestHung(
+            f"{GuestHung.check_name}: {detail}\nregister samples: {registers}\n"
+            f"--- console (tail) ---\n{self.console_tail()}",
+            f"the kernel under test stopped making progress (VM {self.boot_id} killed): see "
+            f"where its vCPUs were above, the registers in {registers}, the console in "
+            f"{self.paths.console_log}",
+            detail=detail,
+            registers=registers,
+            console_log=self.paths.console_log,
+        )
+        return self.hang
 
     def wait_for_exit(self, timeout: float) -> str | None:
         """Wait up to `timeout` for QEMU to end; how it ended, or None if it still runs."""
@@ -616,15 +679,24 @@ class GuestVM:
         self._qmp_connection().forget_events()
 
     def wait_qmp_event(self, name: str, timeout: float, **match: object) -> dict:
-        """Wait for the QMP event `name` (e.g. DEVICE_DELETED, device="balloon0")."""
-        try:
-            return self._qmp_connection().wait_event(name, match, timeout)
-        except TimeoutError as error:
-            self.check_alive()
-            raise VMError(
-                f"no QMP event {name} {match or ''} from VM {self.boot_id} within {timeout:.0f} s",
-                "the guest did not act on the request: look at its console",
-            ) from error
+        """Wait for the QMP event `name` (e.g. DEVICE_DELETED, device="balloon0"); a guest
+        that hangs meanwhile raises GuestHung (the heartbeat is looked at every
+        EVENT_SLICE_SECONDS)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                return self._qmp_connection().wait_event(
+                    name, match, max(0.0, min(EVENT_SLICE_SECONDS, left))
+                )
+            except TimeoutError as error:
+                self.check_responsive()
+                if time.monotonic() >= deadline:
+                    raise VMError(
+                        f"no QMP event {name} {match or ''} from VM {self.boot_id} within "
+                        f"{timeout:.0f} s",
+                        "the guest did not act on the request: look at its console",
+                    ) from error
 
     # ----------------------------------------------------------------- reset
 
@@ -637,6 +709,7 @@ class GuestVM:
         assert self._watcher is not None
         timeout = timeout or self.config.boot_timeout
         boots = self._watcher.ready_count
+        self.heartbeat.rebooting()  # silent until the new boot ticks
         self.qmp_execute("set-action", {"reboot": "reset"})
         started = time.monotonic()
         self.qmp_execute("system_reset")

@@ -35,11 +35,14 @@ def splats(vm) -> list[dmesg.Splat]:
     """Problems in the console log and in dmesg, each id once.
 
     The console holds what the ring buffer may have lost; dmesg holds what the console's
-    loglevel filtered. A splat seen in both is reported once (first place wins).
+    loglevel filtered. A splat seen in both is reported once (first place wins). A guest
+    killed because it hung (GuestHung) has only its console.
     """
-    result = vm.ssh.run("dmesg", timeout=60)
+    texts = [vm.console_text()]
+    if getattr(vm, "hang", None) is None:
+        texts.append(vm.ssh.run("dmesg", timeout=60).stdout)
     found: dict[str, dmesg.Splat] = {}
-    for text in (vm.console_text(), result.stdout):
+    for text in texts:
         for splat in dmesg.classify(text):
             found.setdefault(splat.id, splat)
     return list(found.values())
