@@ -28,14 +28,16 @@ from harness.errors import (
     VMError,
 )
 from harness.image import GuestImage
+from harness.index_page import write_index
 from harness.judge import Check, Status, judge_kernel_text
 from harness.parallel import own_results_dir
 from harness.paths import default_results_dir
 from harness.pipeline import GuestFactory, Pipeline
 from harness.progress import format_breakdown, time_spent
+from harness.reply import ReplyContext, write_reply
 from harness.revisions import Revision, resolve
 from harness.session_data import SessionData, gather_worker_data, write_session_data
-from harness.vm import boots_without_reporting
+from harness.vm import boots_without_reporting, qemu_binary_version
 from harness.workloads import ReleaseMeasurement
 
 log = logging.getLogger(__name__)
@@ -266,6 +268,7 @@ def pytest_configure(config: pytest.Config) -> None:
 RUN_DIR = pytest.StashKey[rundir.RunDir]()
 RUN_DIR_KEY = "phh_run_dir"  # in each worker's workerinput
 RAN_SCENARIOS = pytest.StashKey[bool]()
+RUN_PAGES = pytest.StashKey[tuple[Path, Path]]()
 
 
 def results_root(config: pytest.Config) -> Path:
@@ -346,10 +349,48 @@ class _ScenarioCounter:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Keep the run (`results/latest` points at it) or, if it ran no scenario, leave the
-    results as they were (after pytest's junitxml has written its file)."""
-    if is_controller(config) and RUN_DIR in config.stash and not config.option.collectonly:
-        rundir.finish(config.stash[RUN_DIR], config.stash.get(RAN_SCENARIOS, False))
+    """After pytest's junitxml has written its file: the reply for the list (report.txt)
+    and the run's page (index.html); then keep the run (`results/latest` points at it) or,
+    if it ran no scenario, leave the results as they were."""
+    if not is_controller(config) or RUN_DIR not in config.stash or config.option.collectonly:
+        return
+    ran = config.stash.get(RAN_SCENARIOS, False)
+    if ran:
+        write_run_pages(config, results_root(config))
+    rundir.finish(config.stash[RUN_DIR], ran)
+
+
+def write_run_pages(config: pytest.Config, run: Path) -> None:
+    """report.txt and index.html; a failure there is logged, never the run's verdict."""
+    try:
+        reply = write_reply(run, reply_context(config))
+        page = write_index(run)
+    except (OSError, ValueError, HarnessError) as error:
+        log.warning("could not write report.txt / index.html in %s: %s", run, error)
+        return
+    config.stash[RUN_PAGES] = (reply, page)
+
+
+def reply_context(config: pytest.Config) -> ReplyContext:
+    """What the reply says was tested: the user's series (else the last hinting revision),
+    the base kernel, QEMU and the accelerator (each left empty if it cannot be told)."""
+    users = [Path(p).resolve() for p in config.getoption("--series")]
+    hinting = [r.series for r in selected_revisions(config) if r.hinting and r.series]
+    pipeline = pipeline_from_options(config)
+    series = users[0] if users else (hinting[-1] if hinting else None)
+    return ReplyContext(
+        series=series,
+        base_kernel=_quietly(lambda: pipeline.source.version),
+        qemu=_quietly(qemu_binary_version),
+        accel=_quietly(lambda: pipeline.accel),
+    )
+
+
+def _quietly(read: Callable[[], str]) -> str:
+    try:
+        return read()
+    except (OSError, HarnessError, ValueError):
+        return ""
 
 
 @pytest.fixture(scope="session")

@@ -156,6 +156,15 @@ def asynchronous_reports(accel: str, qemu_binary: str = QEMU_BINARY) -> bool:
 
 
 @functools.cache
+def qemu_binary_version(qemu_binary: str = QEMU_BINARY) -> str:
+    """`qemu --version`'s first line without the prefix, e.g. "7.2.22 (Debian 1:7.2+...)"."""
+    out = subprocess.run(
+        [qemu_binary, "--version"], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
+    return out.splitlines()[0].removeprefix("QEMU emulator version ").strip()
+
+
+@functools.cache
 def device_properties(qemu_binary: str, driver: str) -> frozenset[str]:
     """The property names `qemu -device DRIVER,help` lists (empty if QEMU cannot say)."""
     try:

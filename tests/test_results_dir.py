@@ -196,6 +196,10 @@ def test_scenario_junit_is_pytests_own_with_properties(tmp_path: Path) -> None:
     # A kernel that crashes the same way with no hints taken: not hinting's doing, an error.
     unrelated = root.find(".//testcase[@name='test_panic_on_zeroed_text_also_without_reporting']")
     assert unrelated is not None and unrelated.find("error") is not None
+    # the run's reply for the list and its page: failures, so no Tested-by
+    reply = (results / "report.txt").read_text()
+    assert "test_fails" in reply and "Tested-by" not in reply
+    assert "test_fails" in (results / "index.html").read_text()
     run_scenario_plugin(tmp_path, results)
     (aside,) = tmp_path.glob("results.2*")  # the first run, moved aside by the second
     assert (aside / "junit.xml").is_file() and (results / "junit.xml").is_file()
