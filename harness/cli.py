@@ -160,9 +160,26 @@ def cmd_coverage(args: argparse.Namespace, pytest_args: list[str]) -> int:
         print(f"error: no coverage counters under {results} (did a scenario run?)", file=sys.stderr)
         return code or 1
     result = report.build_report(revision.name, collections, results)
+    _rewrite_run_pages(results, revision.series)  # now with the coverage total
     print(f"{result.total_line()}\nreport: {results / 'coverage.md'}  "
           f"Cobertura: {results / 'coverage.xml'}")  # fmt: skip
     return code
+
+
+def _rewrite_run_pages(run: Path, series: Path | None) -> None:
+    from harness.index_page import write_index
+    from harness.reply import ReplyContext, write_reply
+    from harness.vm import qemu_binary_version
+
+    pipeline = Pipeline()
+    context = ReplyContext(
+        series=series,
+        base_kernel=pipeline.source.version,
+        qemu=qemu_binary_version(),
+        accel=pipeline.accel,
+    )
+    write_reply(run, context)
+    write_index(run)
 
 
 def cmd_mutants(args: argparse.Namespace) -> int:
