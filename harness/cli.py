@@ -4,6 +4,7 @@ build  build one revision's kernel (cached) and print where the bzImage is
 boot   build, boot it in QEMU, print the ssh command, and keep it up until Ctrl-C
 run    the scenario suite (`pytest harness/` with the same options; two workers by default)
 mutants  the mutant campaign: the suite on each seeded defect of patches/mutants/
+bisect   the first patch of a series at which the verdict turns red, and the failing check
 coverage the suite on a revision's coverage flavour, and which lines its series changes ran
 report   merge the results of several runs (CI shards) into one junit.xml and compare.md
 """
@@ -23,7 +24,7 @@ from collections.abc import MutableMapping
 from pathlib import Path
 
 from harness.errors import DiskFull, HarnessError
-from harness.paths import REPO_ROOT, cache_dir, cache_root
+from harness.paths import REPO_ROOT, cache_dir, cache_root, default_results_dir
 from harness.pipeline import Pipeline, ssh_command
 from harness.revisions import DEFAULT_SERIES, resolve
 
@@ -192,6 +193,26 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_bisect(args: argparse.Namespace, pytest_args: list[str]) -> int:
+    """Build every prefix of the series, then search for the first red one with the suite
+    (harness/bisect.py): exit 1 when a first bad patch is found, 0 when the series passes."""
+    from harness import bisect, rundir
+
+    series_path = Path(args.series).expanduser().resolve()
+    series = bisect.load_checked(series_path, args.good)  # bad input: before any directory
+    results = rundir.claim(rundir.plan(args.results, default_results_dir() / "bisect")).path
+    request = bisect.Request(
+        series=series_path,
+        results=results,
+        good=args.good,
+        pytest_args=tuple(pytest_args),
+        kernel_source=Path(args.kernel_source).resolve() if args.kernel_source else None,
+        kconfig=tuple(Path(p).resolve() for p in args.kconfig),
+        jobs=args.jobs,
+    )
+    return bisect.exit_code(bisect.run(request, series, lambda line: print(line, flush=True)))
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from harness import report, rundir
 
@@ -269,6 +290,23 @@ def parser() -> argparse.ArgumentParser:
         "--no-clean", action="store_true", help="skip the clean hinting-v2-fixed run"
     )
     mutants.add_argument("--results", default="results", metavar="DIR")
+    bisect = sub.add_parser(
+        "bisect",
+        help="the first patch of a series at which the suite turns red (each prefix built, "
+        "then judged by binary search); other arguments go to pytest (e.g. -k detection)",
+    )
+    bisect.add_argument("--series", required=True, metavar="PATH", help="dir or mbox")
+    bisect.add_argument(
+        "--good", type=int, default=0, metavar="N",
+        help="the first N patches are known good (default 0: the base kernel)",
+    )  # fmt: skip
+    bisect.add_argument("--results", metavar="DIR", help="default: results/bisect/<stamp>/")
+    bisect.add_argument("--kernel-source", metavar="PATH", help="default: linux-source-6.1")
+    bisect.add_argument(
+        "--kconfig", action="append", default=[], metavar="FRAGMENT",
+        help="extra kconfig fragment; repeatable",
+    )  # fmt: skip
+    bisect.add_argument("--jobs", type=int, default=3)
     merge = sub.add_parser(
         "report", help="merge the results directories of several runs (e.g. CI shards)"
     )
@@ -293,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args, rest)
         if args.command == "coverage":
             return cmd_coverage(args, rest)
+        if args.command == "bisect":
+            return cmd_bisect(args, rest)
         if rest:
             parser().error("unrecognised arguments: " + shlex.join(rest))
         commands = {

@@ -134,8 +134,13 @@ def materialise(mutant: Mutant, directory: Path) -> Path:
 
 
 def suite_command(
-    revision_args: list[str], results: Path, stop_at_first_failure: bool
+    revision_args: list[str],
+    results: Path,
+    stop_at_first_failure: bool,
+    keyword: str | None = SCENARIO_FILTER,
 ) -> list[str]:
+    """The scenario suite in a pytest subprocess, its JUnit at results/pytest-junit.xml;
+    `keyword` is its -k expression (None: every scenario)."""
     command = [
         sys.executable,
         "-m",
@@ -144,8 +149,7 @@ def suite_command(
         "-p",
         "no:cacheprovider",
         "-q",
-        "-k",
-        SCENARIO_FILTER,
+        *(["-k", keyword] if keyword else []),
         "--results",
         str(results),
         f"--junitxml={results / 'pytest-junit.xml'}",

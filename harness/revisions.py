@@ -19,6 +19,10 @@ HINTING = KCONFIG_DIR / "hinting.config"
 DEBUG = KCONFIG_DIR / "debug.config"
 COVERAGE = KCONFIG_DIR / "coverage.config"
 FLAVOURS = ("debug", "coverage")  # name suffixes: NAME+debug, NAME+coverage, both
+# A file of this name in a user's series directory says that the series does not provide
+# CONFIG_PAGE_HINTING (e.g. a prefix of a series before the patch that adds the option:
+# harness/bisect.py): it is built with the stock fragments and judged as not hinting.
+NOT_HINTING = "not-hinting"
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,8 @@ def resolve(spec: str) -> Revision:
     """A built-in revision name or a path to a user's series, optionally with flavours
     ('+debug', '+coverage').
 
-    A user series is assumed to provide CONFIG_PAGE_HINTING like the built-in ones.
+    A user series is assumed to provide CONFIG_PAGE_HINTING like the built-in ones, unless
+    its directory holds a NOT_HINTING file.
     """
     name, *suffixes = spec.split("+")
     if Path(spec).expanduser().exists():  # a path that itself contains '+'
@@ -87,8 +92,16 @@ def resolve(spec: str) -> Revision:
                 f"revision {spec!r} is neither a built-in revision nor an existing path",
                 "pass one of " + ", ".join(BUILTIN) + ", or a series directory or mbox file",
             )
-        label = path.resolve().name or "user-series"
-        rev = Revision(f"user:{label}", path.resolve(), (BASE, HINTING), hinting=True)
+        rev = user_revision(path.resolve())
     if "coverage" in suffixes:
         rev = rev.with_coverage()
     return rev.with_debug() if "debug" in suffixes else rev
+
+
+def user_revision(path: Path) -> Revision:
+    """A user's series: hinting (base + hinting fragments), or, with a NOT_HINTING file in
+    its directory, a series judged like stock (base + reporting fragments)."""
+    name = f"user:{path.name or 'user-series'}"
+    if (path / NOT_HINTING).is_file():
+        return Revision(name, path, (BASE, REPORTING), hinting=False)
+    return Revision(name, path, (BASE, HINTING), hinting=True)

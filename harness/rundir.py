@@ -26,7 +26,7 @@ LATEST = "latest"
 STAMP_FORMAT = "%Y%m%d-%H%M%S"
 STAMP = re.compile(r"^\d{8}-\d{6}(-\d+)?$")
 # Files by which a directory is recognised as an earlier run's results.
-RESULT_MARKERS = ("finished", "junit.xml", "measurements.jsonl", "verdict.txt")
+RESULT_MARKERS = ("finished", "junit.xml", "measurements.jsonl", "verdict.txt", "bisect.json")
 
 
 @dataclass(frozen=True)
