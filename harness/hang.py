@@ -217,6 +217,11 @@ def describe_vcpu(
     if not read:
         return f"vCPU {cpu}: registers unreadable"
     places = [location(r, symbols) for r in read]
+    # A sample taken as the timer interrupt comes in says nothing about what it interrupted:
+    # it counts only when every sample is one.
+    inside = [(r, p) for r, p in zip(read, places, strict=True) if not _in_entry_code(p[0])]
+    if inside:
+        read, places = [r for r, _ in inside], [p for _, p in inside]
     function, count = Counter(f for f, _ in places).most_common(1)[0]
     place = Counter(p for f, p in places if f == function).most_common(1)[0][0]
     if all(r.halted for r in read):
@@ -230,6 +235,30 @@ def describe_vcpu(
     return f"vCPU {cpu} {verb} {place} ({count} of {len(read)} samples)"
 
 
+ENTRY_CODE = ("__irqentry_text_start", "asm_sysvec_", "asm_common_interrupt", "asm_exc_")
+
+
+def _in_entry_code(function: str) -> bool:
+    return function.startswith(ENTRY_CODE)
+
+
+# The kernel's own detectors, on the console: where they saw a CPU stuck.
+SOFT_LOCKUP = re.compile(r"BUG: soft lockup - (CPU#\d+) stuck for (\d+)s!")
+RIP_LINE = re.compile(r"RIP: \d+:(\S+)")
+
+
+def kernel_detector_note(console: str) -> str:
+    """ "the kernel's soft lockup detector: CPU#0 stuck for 26 s at page_hinting_process
+    +0x282/0x369", from the console's last soft lockup report ("" without one)."""
+    found = list(SOFT_LOCKUP.finditer(console))
+    if not found:
+        return ""
+    last = found[-1]
+    rip = RIP_LINE.search(console, last.end())
+    where = f" at {rip[1]}" if rip else ""
+    return f"the kernel's soft lockup detector: {last[1]} stuck for {last[2]} s{where}"
+
+
 def describe_vcpus(triage: Triage, symbols: SymbolMap | None) -> str:
     """Every vCPU's place, comma-separated; what kept them from being read, if anything."""
     running = triage.run_state == "running"
@@ -241,12 +270,18 @@ def describe_vcpus(triage: Triage, symbols: SymbolMap | None) -> str:
     return ", ".join(parts)
 
 
-def hang_detail(silence: float, triage: Triage, symbols: SymbolMap | None) -> str:
-    """The one line that says it: "no heartbeat for 31 s; vCPU 0 spinning in ..."."""
+def hang_detail(
+    silence: float, triage: Triage, symbols: SymbolMap | None, console: str = ""
+) -> str:
+    """The one line that says it: "no heartbeat for 31 s; vCPU 0 spinning in ..."; and
+    where the kernel's own soft lockup detector saw the CPU, if the console has it."""
     known = triage.run_state not in ("running", "unknown")
     state = f" (QEMU run state: {triage.run_state})" if known else ""
     raw = "" if symbols is not None else " (no System.map beside the kernel: raw addresses)"
-    return f"no heartbeat for {silence:.0f} s{state}; {describe_vcpus(triage, symbols)}{raw}"
+    note = kernel_detector_note(console)
+    detector = f"; {note}" if note else ""
+    vcpus = describe_vcpus(triage, symbols)
+    return f"no heartbeat for {silence:.0f} s{state}; {vcpus}{raw}{detector}"
 
 
 def format_dump(detail: str, triage: Triage, symbols: SymbolMap | None) -> str:

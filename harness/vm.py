@@ -589,7 +589,7 @@ class GuestVM:
         """Triage a hung guest, kill it, and remember the hang (every later check raises it)."""
         symbols = SymbolMap.load(system_map_for(self.config.kernel))
         triage = sample_vcpus(self.qmp_execute)
-        detail = hang_detail(silence, triage, symbols)
+        detail = hang_detail(silence, triage, symbols, self.console_text())
         registers: Path | None = self.config.workdir / HANG_REGISTERS
         try:
             (self.config.workdir / HANG_REGISTERS).write_text(format_dump(detail, triage, symbols))

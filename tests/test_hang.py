@@ -493,3 +493,31 @@ def test_real_guest_whose_vcpus_stop_is_found_hung_and_killed(
     assert hang.registers is not None and hang.registers.read_text().count("RIP=") == 6
     with pytest.raises(GuestHung):
         guest.ssh.run("true")
+
+
+def test_the_kernels_soft_lockup_report_is_named_and_entry_samples_do_not_vote() -> None:
+    """A hung worker (the boundaries-set-once mutant, measured): two of three samples
+    landed on the timer interrupt's entry; the third is where it spins, and the console's
+    soft lockup report says the same."""
+    from harness.hang import describe_vcpu, kernel_detector_note
+
+    console = (
+        "[   36.929472] watchdog: BUG: soft lockup - CPU#0 stuck for 26s! [kworker/0:1:13]\n"
+        "[   36.930000] Modules linked in:\n"
+        "[   36.938071] RIP: 0010:page_hinting_process+0x282/0x369\n"
+    )
+    note = kernel_detector_note(console)
+    assert note == (
+        "the kernel's soft lockup detector: CPU#0 stuck for 26 s at "
+        "page_hinting_process+0x282/0x369"
+    )
+    assert kernel_detector_note("nothing here") == ""
+    symbols = SymbolMap.parse(
+        "ffffffff811bab7c T page_hinting_process\nffffffff811bacff t other\n"
+        "ffffffff814001b0 T __irqentry_text_start\nffffffff81400800 T asm_later\n"
+    )
+    entry = Registers(rip=0xFFFFFFFF814001C0, cpl=0, halted=False)
+    spin = Registers(rip=0xFFFFFFFF811BABFE, cpl=0, halted=False)
+    samples = [VcpuSample(0, entry, ""), VcpuSample(0, entry, ""), VcpuSample(0, spin, "")]
+    said = describe_vcpu(0, samples, symbols, running=True)
+    assert said == "vCPU 0 in page_hinting_process+0x82/0x183 (1 of 1 samples)", said

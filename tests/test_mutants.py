@@ -18,7 +18,7 @@ from harness.spec import V2_SPEC, load_spec
 CLASSES = {
     "params", "trigger", "prediction", "work", "accounting",
     "counting", "boundary", "integrity", "concurrency", "lifecycle", "interface",
-    "isolation", "react", "offline",
+    "isolation", "react", "offline", "hang",
 }  # fmt: skip
 
 
