@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from harness import dmesg, image
+from harness import dmesg
 from harness.errors import GuestHung
 from harness.guest import Guest
 from harness.hang import (
@@ -38,7 +38,7 @@ from harness.mutants import classify, exception_text, failing_check
 from harness.pipeline import stock_kernel
 from harness.plugin import hang_check, is_infrastructure_fault
 from harness.poll import poll_until
-from harness.ssh import RunKey, generate_run_key
+from harness.ssh import RunKey
 from harness.symbols import SymbolMap, describe_address, system_map_for
 from harness.vm import HANG_REGISTERS, ConsoleWatcher, GuestVM, VMConfig, console_tail
 
@@ -414,17 +414,6 @@ def test_a_silent_guest_is_hung_even_when_its_vcpus_cannot_be_read(tmp_path: Pat
 
 
 # ----------------------------------------------------------------- real QEMU + stock kernel
-
-
-@pytest.fixture(scope="module")
-def run_key() -> RunKey:
-    return generate_run_key()
-
-
-@pytest.fixture(scope="module")
-def run_initrd(tmp_path_factory: pytest.TempPathFactory, run_key: RunKey) -> Path:
-    base = image.build_image()
-    return image.make_run_initrd(base, run_key.public_line, tmp_path_factory.mktemp("run"))
 
 
 @pytest.fixture

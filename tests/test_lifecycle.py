@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from harness import image
 from harness.errors import QemuDied, QmpUnsupported, SSHError
 from harness.guest import Guest
 from harness.lifecycle import (
@@ -27,7 +26,7 @@ from harness.lifecycle import (
 from harness.paths import REPO_ROOT
 from harness.pipeline import stock_kernel
 from harness.poll import poll_until
-from harness.ssh import RunKey, generate_run_key
+from harness.ssh import RunKey
 from harness.vm import (
     BALLOON_PORT,
     GuestVM,
@@ -79,17 +78,6 @@ def config_paths(tmp_path: Path) -> QemuPaths:
 
 
 # ----------------------------------------------------------------- real QEMU + stock kernel
-
-
-@pytest.fixture(scope="module")
-def run_key() -> RunKey:
-    return generate_run_key()
-
-
-@pytest.fixture(scope="module")
-def run_initrd(tmp_path_factory: pytest.TempPathFactory, run_key: RunKey) -> Path:
-    base = image.build_image()
-    return image.make_run_initrd(base, run_key.public_line, tmp_path_factory.mktemp("run"))
 
 
 def real_vm(workdir: Path, initrd: Path, key: RunKey, **overrides: object) -> Guest:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from harness import image
 from harness.errors import (
     GuestNotReady,
     GuestPanic,
@@ -23,7 +22,7 @@ from harness.errors import (
 )
 from harness.guest import Guest
 from harness.pipeline import stock_kernel
-from harness.ssh import RunKey, generate_run_key
+from harness.ssh import RunKey
 from harness.vm import (
     CONTROL_BOOT_DIR,
     GuestVM,
@@ -346,17 +345,6 @@ def test_fake_qemu_exit_raises_launch_failure(
 
 
 # ----------------------------------------------------------------- real QEMU + stock kernel
-
-
-@pytest.fixture(scope="module")
-def run_key() -> RunKey:
-    return generate_run_key()
-
-
-@pytest.fixture(scope="module")
-def run_initrd(tmp_path_factory: pytest.TempPathFactory, run_key: RunKey) -> Path:
-    base = image.build_image()
-    return image.make_run_initrd(base, run_key.public_line, tmp_path_factory.mktemp("run"))
 
 
 def real_config(tmp_path: Path, initrd: Path, **overrides: object) -> VMConfig:

@@ -1,0 +1,23 @@
+"""Fixtures shared by the harness's own tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness import image
+from harness.ssh import RunKey, generate_run_key
+
+
+@pytest.fixture(scope="module")
+def run_key() -> RunKey:
+    """A per-module SSH key pair, as a run of the suite makes one."""
+    return generate_run_key()
+
+
+@pytest.fixture(scope="module")
+def run_initrd(tmp_path_factory: pytest.TempPathFactory, run_key: RunKey) -> Path:
+    """The guest image (built once, cached by content) with the module's key."""
+    base = image.build_image()
+    return image.make_run_initrd(base, run_key.public_line, tmp_path_factory.mktemp("run"))
