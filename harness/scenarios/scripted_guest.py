@@ -105,6 +105,18 @@ def scripted_guest(
     assert not found, f"{revision.name}: kernel log problems:\n{format_splats(found)}"
 
 
+def snapshot_verdict(guest: ScriptedGuest, label: str) -> tuple[GuestObservations, Verdict]:
+    """Judge the kernel-side checks now, busy or not (no settling): the counts must agree
+    with the flags at any moment. Read again while only cross-file checks fail, as at an
+    idle point (two vCPUs move a block between two file reads)."""
+
+    def read_and_judge(attempt: int) -> tuple[GuestObservations, Verdict]:
+        obs = guest.observe(label if attempt == 1 else f"{label}-read{attempt}")
+        return obs, judge_kernel(obs, guest.judge_config(), guest.spec)
+
+    return judge_reading_again(read_and_judge, lambda note: guest.note(f"{label}: {note}"))
+
+
 def idle_verdict(guest: ScriptedGuest, label: str) -> tuple[GuestObservations, Verdict]:
     """Judge an idle point: every kernel-side check, and the zone must be idle. A
     disagreement between two files read a moment apart is read again (judge_reading_again);

@@ -34,7 +34,6 @@ import pytest
 from harness.errors import StepTestedNothing
 from harness.judge import (
     judge_contig_alloc,
-    judge_kernel,
     judge_react_failure,
     zone_activity,
 )
@@ -44,7 +43,12 @@ from harness.poll import poll_until
 from harness.procfs import HintingState
 from harness.revisions import Revision
 from harness.scenarios.guest_checks import splats
-from harness.scenarios.scripted_guest import ScriptedGuest, idle_verdict, scripted_guest
+from harness.scenarios.scripted_guest import (
+    ScriptedGuest,
+    idle_verdict,
+    scripted_guest,
+    snapshot_verdict,
+)
 from harness.workloads import (
     HUNG_TASK_TIMEOUT,
     cma_alloc,
@@ -151,13 +155,10 @@ def test_contig_alloc_isolates_hinted_blocks(isolation_guest: ScriptedGuest) -> 
             f"alloc_contig_range() of the idle CMA area ({pages} pages) failed",
             "see the guest's dmesg (cma_alloc)",
         )
-    allocated = guest.observe("cma-allocated")
+    allocated, verdict = snapshot_verdict(guest, "cma-allocated")
     cma_free(vm, pages)
-    _, verdict = idle_verdict(guest, "cma-freed")
-    after_free = guest.observe("cma-freed-state")
-    assert allocated.hinting is not None and after_free.hinting is not None
-    verdict += judge_kernel(allocated, guest.judge_config(), guest.spec)
-    verdict += judge_contig_alloc(start, allocated, after_free, pages, guest.spec)
+    after_free, freed = idle_verdict(guest, "cma-freed")
+    verdict += freed + judge_contig_alloc(start, allocated, after_free, pages, guest.spec)
 
     # again, while the cycle that hints the freed area holds its second batch out
     assert cma_alloc(vm, pages), "alloc_contig_range() of the CMA area failed the second time"
@@ -174,8 +175,7 @@ def test_contig_alloc_isolates_hinted_blocks(isolation_guest: ScriptedGuest) -> 
     if got_it:
         cma_free(vm, pages)
     _, again = idle_verdict(guest, "cma-during-batch")
-    state = guest.observe("cma-during-batch-state")
-    verdict += again + judge_kernel(state, guest.judge_config(), guest.spec)
+    verdict += again
     guest.record(
         f"alloc_contig_range over the CMA area ({pages} pages); during a held batch it "
         f"{'succeeded' if got_it else 'failed'} (zone active then: "
