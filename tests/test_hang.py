@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import process_gone
 
 from harness import dmesg
 from harness.errors import GuestHung
@@ -425,14 +426,6 @@ def stopped_guest(tmp_path: Path, run_initrd: Path, run_key: RunKey) -> Iterator
     )
     with Guest(GuestVM(config), run_key.private) as guest:
         yield guest
-
-
-def process_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 @pytest.mark.real

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import process_gone
 
 from harness.errors import QemuDied, QmpUnsupported, SSHError
 from harness.guest import Guest
@@ -38,14 +39,6 @@ from harness.vm import (
 from harness.workloads import read_meminfo
 
 MEM_MIB = 512
-
-
-def process_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 # ----------------------------------------------------------------- pure

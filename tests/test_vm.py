@@ -3,7 +3,6 @@ and real boots of the stock kernel under TCG."""
 
 from __future__ import annotations
 
-import os
 import socket
 import sys
 import time
@@ -11,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import process_gone
 
 from harness.errors import (
     GuestNotReady,
@@ -52,14 +52,6 @@ def config_for(tmp_path: Path, **overrides: object) -> VMConfig:
 
 def option_values(command: list[str], option: str) -> list[str]:
     return [command[i + 1] for i, word in enumerate(command[:-1]) if word == option]
-
-
-def process_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 # ----------------------------------------------------------------- command line (pure)
