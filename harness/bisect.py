@@ -49,7 +49,7 @@ from harness.mutants import classify, suite_command
 from harness.paths import REPO_ROOT
 from harness.pipeline import Pipeline
 from harness.revisions import NOT_HINTING, Revision, resolve
-from harness.series import Series, load_series, patch_subject
+from harness.series import Series, load_series, patch_subject, write_quilt_series
 from harness.spec import MANIFEST_NAME
 
 LINEAR_MAX = 4  # this many prefixes left to judge, or fewer: one after the other
@@ -199,15 +199,13 @@ def materialise_prefix(
     """`directory/prefix-k/`: a quilt series of the first k patches, with the series'
     params.toml and known-splats.txt (when `source` is a directory holding them), and the
     NOT_HINTING marker for a prefix without CONFIG_PAGE_HINTING."""
-    target = directory / prefix_name(k, len(series.patches))
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
-    header = f"# patches 1..{k} of {len(series.patches)} of {source} (harness bisect)"
-    lines = [header, *(str(patch.resolve()) for patch in series.patches[:k])]
-    (target / "series").write_text("\n".join(lines) + "\n")
-    for name in COMPANIONS:
-        if source.is_dir() and (source / name).is_file():
-            shutil.copy2(source / name, target / name)
+    companions = [source / n for n in COMPANIONS if source.is_dir() and (source / n).is_file()]
+    target = write_quilt_series(
+        [patch.resolve() for patch in series.patches[:k]],
+        directory / prefix_name(k, len(series.patches)),
+        companions=companions,
+        header=f"patches 1..{k} of {len(series.patches)} of {source} (harness bisect)",
+    )
     if not hinting:
         (target / NOT_HINTING).write_text(
             f"CONFIG_PAGE_HINTING comes later in {source}: built with the stock fragments "

@@ -48,7 +48,7 @@ from junitparser import Error, Failure, JUnitXml, Skipped, TestCase, TestSuite
 from harness.errors import HarnessError
 from harness.paths import PATCHES_DIR, REPO_ROOT, cache_dir
 from harness.revisions import HINTING_V2_FIXED
-from harness.series import load_series, patch_subject
+from harness.series import load_series, patch_subject, write_quilt_series
 from harness.spec import MANIFEST_NAME
 
 MUTANTS_DIR = PATCHES_DIR / "mutants"
@@ -124,13 +124,11 @@ def materialise(mutant: Mutant, directory: Path) -> Path:
     """A quilt series directory: the base revision's patches, then the mutant."""
     base = HINTING_V2_FIXED.series
     assert base is not None
-    series_dir = directory / mutant.id
-    shutil.rmtree(series_dir, ignore_errors=True)
-    series_dir.mkdir(parents=True)
-    lines = [str(p) for p in load_series(base).patches] + [str(mutant.patch)]
-    (series_dir / "series").write_text("\n".join(lines) + "\n")
-    shutil.copy2(base / MANIFEST_NAME, series_dir / MANIFEST_NAME)
-    return series_dir
+    return write_quilt_series(
+        [*load_series(base).patches, mutant.patch],
+        directory / mutant.id,
+        companions=[base / MANIFEST_NAME],
+    )
 
 
 def suite_command(

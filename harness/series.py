@@ -16,6 +16,7 @@ import email.parser
 import email.policy
 import hashlib
 import re
+import shutil
 import subprocess
 from collections import defaultdict
 from collections.abc import Sequence
@@ -79,6 +80,24 @@ class _Message(NamedTuple):
     index: int  # 1-based position in the mbox
     subject: str
     counter: tuple[int, int] | None  # (n, N) from "[PATCH v2 n/N]"
+
+
+def write_quilt_series(
+    patches: Sequence[Path],
+    target: Path,
+    *,
+    companions: Sequence[Path] = (),
+    header: str | None = None,
+) -> Path:
+    """`target/` made anew as a quilt series directory: a `series` file naming `patches`
+    as given, and copies of `companions` (params.toml, known-splats.txt)."""
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    lines = ([f"# {header}"] if header else []) + [str(p) for p in patches]
+    (target / "series").write_text("\n".join(lines) + "\n")
+    for companion in companions:
+        shutil.copy2(companion, target / companion.name)
+    return target
 
 
 def series_digest(patches: tuple[Path, ...]) -> str:
