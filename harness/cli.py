@@ -169,17 +169,10 @@ def cmd_coverage(args: argparse.Namespace, pytest_args: list[str]) -> int:
 
 def _rewrite_run_pages(run: Path, series: Path | None) -> None:
     from harness.index_page import write_index
-    from harness.reply import ReplyContext, write_reply
-    from harness.vm import qemu_binary_version
+    from harness.pipeline import tested_with
+    from harness.reply import write_reply
 
-    pipeline = Pipeline()
-    context = ReplyContext(
-        series=series,
-        base_kernel=pipeline.source.version,
-        qemu=qemu_binary_version(),
-        accel=pipeline.accel,
-    )
-    write_reply(run, context)
+    write_reply(run, tested_with(Pipeline(), series))
     write_index(run)
 
 

@@ -17,10 +17,11 @@ from harness.coverage import objects as coverage_objects
 from harness.coverage.collect import collect, next_collection
 from harness.errors import HarnessError
 from harness.guest import Guest
+from harness.reply import ReplyContext
 from harness.revisions import STOCK, Revision
 from harness.series import load_series
 from harness.ssh import GuestSSH, generate_run_key
-from harness.vm import GuestVM, VMConfig
+from harness.vm import GuestVM, VMConfig, qemu_binary_version
 
 log = logging.getLogger("harness")
 
@@ -126,6 +127,24 @@ class Pipeline:
             hotplug_mib=hotplug_mib,
         )
         return Guest(GuestVM(config), key.private, coverage_collector(kernel, workdir))
+
+
+def tested_with(pipeline: Pipeline, series: Path | None) -> ReplyContext:
+    """What a run's reply says was tested: the series, the base kernel, QEMU and the
+    accelerator (each left empty when it cannot be told: the reply is still written)."""
+
+    def quietly(read: Callable[[], str]) -> str:
+        try:
+            return read()
+        except (OSError, HarnessError, ValueError):
+            return ""
+
+    return ReplyContext(
+        series=series,
+        base_kernel=quietly(lambda: pipeline.source.version),
+        qemu=quietly(qemu_binary_version),
+        accel=quietly(lambda: pipeline.accel),
+    )
 
 
 def coverage_collector(kernel: Path, workdir: Path) -> Callable[[GuestSSH], None] | None:

@@ -32,12 +32,12 @@ from harness.index_page import write_index
 from harness.judge import Check, Status, judge_kernel_text
 from harness.parallel import own_results_dir
 from harness.paths import default_results_dir
-from harness.pipeline import GuestFactory, Pipeline
+from harness.pipeline import GuestFactory, Pipeline, tested_with
 from harness.progress import format_breakdown, time_spent
 from harness.reply import ReplyContext, write_reply
 from harness.revisions import Revision, resolve
 from harness.session_data import SessionData, gather_worker_data, write_session_data
-from harness.vm import boots_without_reporting, qemu_binary_version
+from harness.vm import boots_without_reporting
 from harness.workloads import ReleaseMeasurement
 
 log = logging.getLogger(__name__)
@@ -373,24 +373,11 @@ def write_run_pages(config: pytest.Config, run: Path) -> None:
 
 def reply_context(config: pytest.Config) -> ReplyContext:
     """What the reply says was tested: the user's series (else the last hinting revision),
-    the base kernel, QEMU and the accelerator (each left empty if it cannot be told)."""
+    the base kernel, QEMU and the accelerator."""
     users = [Path(p).resolve() for p in config.getoption("--series")]
     hinting = [r.series for r in selected_revisions(config) if r.hinting and r.series]
-    pipeline = pipeline_from_options(config)
     series = users[0] if users else (hinting[-1] if hinting else None)
-    return ReplyContext(
-        series=series,
-        base_kernel=_quietly(lambda: pipeline.source.version),
-        qemu=_quietly(qemu_binary_version),
-        accel=_quietly(lambda: pipeline.accel),
-    )
-
-
-def _quietly(read: Callable[[], str]) -> str:
-    try:
-        return read()
-    except (OSError, HarnessError, ValueError):
-        return ""
+    return tested_with(pipeline_from_options(config), series)
 
 
 @pytest.fixture(scope="session")
