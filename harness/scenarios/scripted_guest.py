@@ -18,16 +18,18 @@ from harness.evidence import save_console, save_json
 from harness.judge import JudgeConfig, Verdict, judge_kernel
 from harness.known_splats import is_known, load_known_splats
 from harness.pipeline import GuestFactory
+from harness.poll import poll_until
 from harness.procfs import GuestObservations, HintingState
 from harness.revisions import Revision
 from harness.scenarios.guest_checks import format_splats, judge_reading_again, observe, splats
 from harness.spec import HintingSpec, load_spec
-from harness.workloads import wait_hinting_idle
+from harness.workloads import read_meminfo, wait_hinting_idle
 
 # Stock 6.1 reporting has no idle indicator; its worker runs 2 s after a request (and
 # reporting does not change MemFree: reported pages stay on the free lists).
 STOCK_SETTLE_S = 3.0
 DEBUG_BOOT_TIMEOUT_S = 180.0
+MEM_TOTAL_S = 60.0  # hot-added memory comes online within a second or two
 
 
 @dataclass
@@ -63,6 +65,15 @@ class ScriptedGuest:
         reads (each `cat` allocates and frees): one block of slack in the cross-file free
         counts, as in the debug scenario."""
         return JudgeConfig(require_idle=require_idle, free_tolerance=int(self.revision.debug))
+
+    def mem_total_kib(self) -> int:
+        return read_meminfo(self.vm)["MemTotal"]
+
+    def mem_total_reaching(self, kib: int) -> int:
+        """MemTotal once it reaches `kib` (hot-added memory online, removed memory gone),
+        or where it got to within MEM_TOTAL_S."""
+        total, _ = poll_until(self.mem_total_kib, lambda t: t == kib, timeout=MEM_TOTAL_S)
+        return total
 
     def observe(self, label: str) -> GuestObservations:
         obs = observe(self.vm)

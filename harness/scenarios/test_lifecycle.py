@@ -54,7 +54,6 @@ from harness.units import MiB
 from harness.workloads import (
     measure_release,
     read_hinting_state,
-    read_meminfo,
     set_react_delay,
 )
 
@@ -107,9 +106,6 @@ class LifecycleGuest(ScriptedGuest):
         if not self.revision.hinting:
             return obs, Verdict(())
         return obs, judge_kernel(obs, JudgeConfig(require_idle=True), self.spec)
-
-    def mem_total_kib(self) -> int:
-        return read_meminfo(self.vm)["MemTotal"]
 
     def wait_mem_total(self, kib: int, what: str) -> None:
         """Until MemTotal reaches `kib` (hot-added memory came online)."""

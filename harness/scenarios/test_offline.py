@@ -45,7 +45,7 @@ from harness.poll import poll_until
 from harness.revisions import Revision
 from harness.scenarios.scripted_guest import ScriptedGuest, idle_verdict, scripted_guest
 from harness.units import PAGE_SIZE, MiB
-from harness.workloads import read_hinting_state, read_meminfo, set_react_delay, wait_batches
+from harness.workloads import read_hinting_state, set_react_delay, wait_batches
 
 DIMM_MIB = 512  # four 128 MiB memory blocks, onlined to ZONE_MOVABLE
 ZONE = "Movable"
@@ -54,7 +54,6 @@ RELEASE_MIB = 384  # user memory comes from ZONE_MOVABLE first: a cycle there
 PATTERN_MIB = 256
 OFFLINE_TIMEOUT_S = 60.0  # offlining 512 MiB took a few seconds on hinting-v2-fixed
 OFFLINE_POLL_S = 1.0
-ONLINE_S = 60.0
 BUG_SHOWS_S = 30.0
 # Free memory after the DIMM came and went, against before it came (as in test_lifecycle:
 # noise was under 6 MiB; a batch lost is >= 4 MiB a block).
@@ -81,15 +80,6 @@ def offline_guest(
         yield scripted
 
 
-def _mem_total_kib(guest: ScriptedGuest) -> int:
-    return read_meminfo(guest.vm)["MemTotal"]
-
-
-def _wait_mem_total(guest: ScriptedGuest, kib: int) -> int:
-    total, _ = poll_until(lambda: _mem_total_kib(guest), lambda t: t == kib, timeout=ONLINE_S)
-    return total
-
-
 def test_memory_offline_while_a_batch_is_out(offline_guest: ScriptedGuest) -> None:
     """A movable DIMM is hinted, then removed while a batch from its zone is held out; the
     offline must complete with nothing lost, and a new DIMM in the zone must be hinted
@@ -100,7 +90,7 @@ def test_memory_offline_while_a_batch_is_out(offline_guest: ScriptedGuest) -> No
     before = guest.observe("before-dimm")
     total_before = before.meminfo["MemTotal"]
     dimm = add_dimm(vm, DIMM_MIB)
-    grown = _wait_mem_total(guest, total_before + DIMM_MIB * 1024) - total_before
+    grown = guest.mem_total_reaching(total_before + DIMM_MIB * 1024) - total_before
     online, verdict = idle_verdict(guest, "dimm-online")
     assert online.hinting is not None
     verdict += judge_hotplug(grown, DIMM_MIB, start, online.hinting)
@@ -138,7 +128,7 @@ def test_memory_offline_while_a_batch_is_out(offline_guest: ScriptedGuest) -> No
     writer.write_line()
     pattern = writer.wait(timeout=300).stdout
     (guest.evidence / "pattern-offline.out").write_text(pattern)
-    total_after = _wait_mem_total(guest, total_before)
+    total_after = guest.mem_total_reaching(total_before)
     gone, idle = idle_verdict(guest, "dimm-removed")
     assert gone.hinting is not None
     verdict += idle + judge_offline(True, total_before, total_after, gone, ZONE)
@@ -154,7 +144,7 @@ def test_memory_offline_while_a_batch_is_out(offline_guest: ScriptedGuest) -> No
     )
     # the zone again, from a new DIMM
     add_dimm(vm, DIMM_MIB, index=1)
-    regrown = _wait_mem_total(guest, total_before + DIMM_MIB * 1024) - total_before
+    regrown = guest.mem_total_reaching(total_before + DIMM_MIB * 1024) - total_before
     replugged, again = idle_verdict(guest, "dimm-replugged")
     assert replugged.hinting is not None
     verdict += again + judge_hotplug(regrown, DIMM_MIB, gone.hinting, replugged.hinting)
