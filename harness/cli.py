@@ -23,10 +23,10 @@ import tempfile
 from collections.abc import MutableMapping
 from pathlib import Path
 
-from harness.errors import DiskFull, HarnessError
-from harness.paths import REPO_ROOT, cache_dir, cache_root, default_results_dir
+from harness.build.revisions import DEFAULT_SERIES, resolve
+from harness.core.errors import DiskFull, HarnessError
+from harness.core.paths import REPO_ROOT, cache_dir, cache_root, default_results_dir
 from harness.pipeline import Pipeline, ssh_command
-from harness.revisions import DEFAULT_SERIES, resolve
 
 WATCH_SECONDS = 0.5  # how often `boot` checks that its QEMU is still there
 BOOT_HOTPLUG_MIB = 2048  # room for pc-dimms a person adds over QMP
@@ -137,7 +137,7 @@ def cmd_coverage(args: argparse.Namespace, pytest_args: list[str]) -> int:
     debug flavour too), then the patch coverage report from the guests' counters."""
     import pytest
 
-    from harness.coverage import report
+    from harness.report import coverage as report
 
     spec = str(Path(args.series).resolve()) if args.series else args.revision
     revision = resolve(spec).with_coverage()
@@ -168,16 +168,16 @@ def cmd_coverage(args: argparse.Namespace, pytest_args: list[str]) -> int:
 
 
 def _rewrite_run_pages(run: Path, series: Path | None) -> None:
-    from harness.index_page import write_index
     from harness.pipeline import tested_with
-    from harness.reply import write_reply
+    from harness.report.index_page import write_index
+    from harness.report.reply import write_reply
 
     write_reply(run, tested_with(Pipeline(), series))
     write_index(run)
 
 
 def cmd_mutants(args: argparse.Namespace) -> int:
-    from harness import mutants
+    from harness.campaigns import mutants
 
     results = Path(args.results).resolve()
     results.mkdir(parents=True, exist_ok=True)
@@ -188,8 +188,10 @@ def cmd_mutants(args: argparse.Namespace) -> int:
 
 def cmd_bisect(args: argparse.Namespace, pytest_args: list[str]) -> int:
     """Build every prefix of the series, then search for the first red one with the suite
-    (harness/bisect.py): exit 1 when a first bad patch is found, 0 when the series passes."""
-    from harness import bisect, rundir
+    (harness/campaigns/bisect.py): exit 1 when a first bad patch is found, 0 when the series
+    passes."""
+    from harness.campaigns import bisect
+    from harness.report import rundir
 
     series_path = Path(args.series).expanduser().resolve()
     series = bisect.load_checked(series_path, args.good)  # bad input: before any directory
@@ -207,7 +209,8 @@ def cmd_bisect(args: argparse.Namespace, pytest_args: list[str]) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness import report, rundir
+    from harness.report import junit as report
+    from harness.report import rundir
 
     out = Path(args.results).resolve()
     shards = [rundir.resolve_run(Path(s).resolve()) for s in args.shards]

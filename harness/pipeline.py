@@ -12,16 +12,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import accel, build, image, source
-from harness.coverage import objects as coverage_objects
-from harness.coverage.collect import collect, next_collection
-from harness.errors import HarnessError
-from harness.guest import Guest
-from harness.reply import ReplyContext
-from harness.revisions import STOCK, Revision
-from harness.series import load_series
-from harness.ssh import GuestSSH, generate_run_key
-from harness.vm import GuestVM, VMConfig, qemu_binary_version
+from harness.build import gcov_objects as coverage_objects
+from harness.build import kernel as build
+from harness.build import source
+from harness.build.revisions import STOCK, Revision
+from harness.build.series import load_series
+from harness.core.errors import HarnessError
+from harness.guest import accel, image
+from harness.guest.session import Guest
+from harness.guest.ssh import GuestSSH, generate_run_key
+from harness.guest.vm import GuestVM, VMConfig, qemu_binary_version
+from harness.observe.gcov import collect, next_collection
+from harness.report.reply import ReplyContext
 
 log = logging.getLogger("harness")
 

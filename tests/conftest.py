@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from harness import image
-from harness.ssh import RunKey, generate_run_key
+from harness.guest import image
+from harness.guest.ssh import RunKey, generate_run_key
+
+REPO = Path(__file__).resolve().parents[1]
+# Subprocesses (pytest, python3 -m harness) import this checkout's harness, not the tree an
+# editable install happens to point at.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    part for part in (str(REPO), os.environ.get("PYTHONPATH")) if part
+)
 
 
 @pytest.fixture(scope="module")

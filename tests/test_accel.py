@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import accel
-from harness.accel import ProbeResult, select_accel
-from harness.errors import VMError
+from harness.core.errors import VMError
+from harness.guest import accel
+from harness.guest.accel import ProbeResult, select_accel
 
 NOWHERE = Path("/nonexistent")
 

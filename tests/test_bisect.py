@@ -12,14 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import bisect, cli
-from harness.bisect import BUILD, SUITE, Verdict
-from harness.build import BuildStatus, MakeError, StageResult
-from harness.errors import HarnessError, KconfigError
-from harness.mutants import MUTANTS_DIR
-from harness.paths import REPO_ROOT
-from harness.pipeline import Pipeline
-from harness.revisions import (
+from harness import cli
+from harness.build.kernel import BuildStatus, MakeError, StageResult
+from harness.build.revisions import (
     BASE,
     HINTING,
     HINTING_V2_FIXED,
@@ -28,8 +23,14 @@ from harness.revisions import (
     Revision,
     resolve,
 )
-from harness.series import load_series
-from harness.source import KernelSource
+from harness.build.series import load_series
+from harness.build.source import KernelSource
+from harness.campaigns import bisect
+from harness.campaigns.bisect import BUILD, SUITE, Verdict
+from harness.campaigns.mutants import MUTANTS_DIR
+from harness.core.errors import HarnessError, KconfigError
+from harness.core.paths import REPO_ROOT
+from harness.pipeline import Pipeline
 
 FAKE_SOURCE = KernelSource(Path("/linux"), "6.1", "user", "0" * 40, Path("/linux/.git"))
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import build as build_mod
-from harness.build import (
+from harness.build import kernel as build_mod
+from harness.build.kconfig import read_config
+from harness.build.kernel import (
     BuildRequest,
     BuildStatus,
     build_kernel,
@@ -20,11 +21,10 @@ from harness.build import (
     make_command,
     prepare_worktree,
 )
-from harness.errors import BuildError
-from harness.kconfig import read_config
-from harness.paths import cache_dir
-from harness.series import load_series
-from harness.source import obtain_source, remove_worktree
+from harness.build.series import load_series
+from harness.build.source import obtain_source, remove_worktree
+from harness.core.errors import BuildError
+from harness.core.paths import cache_dir
 
 FIXTURES = Path(__file__).parent / "fixtures" / "series"
 
@@ -266,7 +266,7 @@ def test_progress_lines_name_the_last_step(
     tree = tmp_path / "tree"
     make_failing_tree(tree, "\t@echo '  CC      kernel/fork.o'\n\t@sleep 1\n")
     monkeypatch.setattr(build_mod, "PROGRESS_INTERVAL", 0.2)
-    with caplog.at_level(logging.INFO, logger="harness.build"):
+    with caplog.at_level(logging.INFO, logger="harness.build.kernel"):
         build_mod._run_make(tree, 1, tmp_path / "build.log")
     progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("make:")]
     assert progress

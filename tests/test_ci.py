@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.paths import REPO_ROOT, cache_root
-from harness.plugin import DEFAULT_DEBUG_REVISIONS, DEFAULT_REVISIONS
+from harness.core.paths import REPO_ROOT, cache_root
+from harness.pytest_plugin.plugin import DEFAULT_DEBUG_REVISIONS, DEFAULT_REVISIONS
 
 WORKFLOWS = sorted((REPO_ROOT / ".github" / "workflows").glob("*.yml"))
 

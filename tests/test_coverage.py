@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.coverage import collect, report
-from harness.coverage.objects import Profiled, objects_to_profile, write_bundle
+from harness.build.gcov_objects import Profiled, objects_to_profile, write_bundle
+from harness.observe import gcov as collect
+from harness.report import coverage as report
 
 PRISTINE = {
     "main.c": """#include "lib/util.h"
@@ -140,7 +141,7 @@ class FakeSSH:
 
 
 def test_a_guest_that_cannot_be_read_says_why(tmp_path: Path) -> None:
-    from harness.errors import SSHError
+    from harness.core.errors import SSHError
 
     bundle = tmp_path / "bundle"
     bundle.mkdir()

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import SeriesError
-from harness.judge import (
+from harness.build.spec import V2_SPEC, HintingSpec, load_spec
+from harness.core.errors import SeriesError
+from harness.judge.checks import (
     FreeMemory,
     Status,
     judge_accounting,
@@ -27,7 +28,7 @@ from harness.judge import (
 from harness.model import HintingSystem, MigrateType, Params
 from harness.model.counts import FreeBlock, MergeFree, OrderCounts, predict_idle
 from harness.model.observe import observe
-from harness.procfs import (
+from harness.observe.procfs import (
     GuestObservations,
     HintingState,
     HintingZoneState,
@@ -35,7 +36,6 @@ from harness.procfs import (
     ZoneActivity,
     parse_hinting_state,
 )
-from harness.spec import V2_SPEC, HintingSpec, load_spec
 
 X86 = Params(migratetypes=tuple(MigrateType)[:4])
 ZONE = "Normal"  # the zone harness.model.observe renders

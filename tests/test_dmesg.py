@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.dmesg import (
+from harness.build.known_splats import is_known, load_known_splats
+from harness.observe.dmesg import (
     IgnoreRule,
     Splat,
     classify,
@@ -17,7 +18,6 @@ from harness.dmesg import (
     slug,
     strip_prefix,
 )
-from harness.known_splats import is_known, load_known_splats
 
 PATCHES = Path(__file__).resolve().parent.parent / "patches"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from harness.paths import REPO_ROOT
+from harness.core.paths import REPO_ROOT
 
 MAP = REPO_ROOT / "docs" / "ARCHITECTURE.md"
 

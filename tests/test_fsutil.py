@@ -1,4 +1,4 @@
-"""atomic_directory (harness.fsutil): all or nothing, one rename."""
+"""atomic_directory (harness.core.fsutil): all or nothing, one rename."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.fsutil import atomic_directory
+from harness.core.fsutil import atomic_directory
 
 
 def test_the_directory_appears_whole(tmp_path: Path) -> None:

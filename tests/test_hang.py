@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from helpers import process_gone
 
-from harness import dmesg
-from harness.errors import GuestHung
-from harness.guest import Guest
-from harness.hang import (
+from harness.campaigns.mutants import classify, exception_text, failing_check
+from harness.core.errors import GuestHung
+from harness.core.poll import poll_until
+from harness.guest.hang import (
     Heartbeat,
     Registers,
     Triage,
@@ -35,13 +35,15 @@ from harness.hang import (
     parse_registers,
     sample_vcpus,
 )
-from harness.mutants import classify, exception_text, failing_check
+from harness.guest.session import Guest
+from harness.guest.ssh import RunKey
+from harness.guest.symbols import SymbolMap, describe_address, system_map_for
+from harness.guest.vm import HANG_REGISTERS, ConsoleWatcher, GuestVM, VMConfig, console_tail
+from harness.observe import dmesg
 from harness.pipeline import stock_kernel
-from harness.plugin import hang_check, is_infrastructure_fault
-from harness.poll import poll_until
-from harness.ssh import RunKey
-from harness.symbols import SymbolMap, describe_address, system_map_for
-from harness.vm import HANG_REGISTERS, ConsoleWatcher, GuestVM, VMConfig, console_tail
+from harness.pytest_plugin.plugin import hang_check, is_infrastructure_fault
+
+PLUGIN = "harness.pytest_plugin.plugin"
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hang"
 IDLE_RIP = 0xFFFFFFFF812EC8E3  # both captured vCPUs: halted in the idle loop
@@ -301,7 +303,7 @@ def test_a_hang_is_a_failed_check_that_the_mutant_campaign_reads() -> None:
 BLOCKED_SUITE = '''\
 import types
 import pytest
-from harness.errors import GuestHung
+from harness.core.errors import GuestHung
 
 @pytest.fixture(autouse=True)
 def _kernel_built_first():
@@ -344,7 +346,7 @@ def test_later_steps_on_a_hung_guest_are_skipped_as_blocked(tmp_path: Path) -> N
     suite.write_text(BLOCKED_SUITE)
     results = tmp_path / "results"
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "harness.plugin", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "-p", PLUGIN, "-p", "no:cacheprovider",
          "-o", "junit_family=xunit1", "--revisions", "stock", "--debug-revisions", "",
          "-rs", str(suite), "--results", str(results)],
         cwd=tmp_path, capture_output=True, text=True, check=False,
@@ -481,7 +483,7 @@ def test_the_kernels_soft_lockup_report_is_named_and_entry_samples_do_not_vote()
     """A hung worker (the boundaries-set-once mutant, measured): two of three samples
     landed on the timer interrupt's entry; the third is where it spins, and the console's
     soft lockup report says the same."""
-    from harness.hang import describe_vcpu, kernel_detector_note
+    from harness.guest.hang import describe_vcpu, kernel_detector_note
 
     console = (
         "[   36.929472] watchdog: BUG: soft lockup - CPU#0 stuck for 26s! [kworker/0:1:13]\n"

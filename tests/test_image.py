@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import image
-from harness.errors import ImageError
-from harness.image import CpioWriter, authorized_keys_archive, image_key
-from harness.ssh import generate_run_key
+from harness.core.errors import ImageError
+from harness.guest import image
+from harness.guest.image import CpioWriter, authorized_keys_archive, image_key
+from harness.guest.ssh import generate_run_key
 
 
 def parse_newc(data: bytes) -> dict[str, tuple[int, int, int, int, bytes]]:

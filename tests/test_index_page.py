@@ -1,4 +1,4 @@
-"""index.html (harness/index_page.py): a static page over a finished run, read back with
+"""index.html (harness/report/index_page.py): a static page over a finished run, read back with
 Python's HTML parser: every link and image resolves to a file of the run directory, and the
 verdict table lists every test case."""
 
@@ -11,8 +11,8 @@ from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 
-from harness.index_page import markdown_html, write_index
-from harness.run_results import read_cases
+from harness.report.index_page import markdown_html, write_index
+from harness.report.run_results import read_cases
 from tests.test_reply import FIXTURE_RUNS, make_run
 
 # Elements that take no end tag in HTML.

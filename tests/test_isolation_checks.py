@@ -1,4 +1,4 @@
-"""The isolation, offline and react-failure checks of harness.judge on crafted states: each
+"""The isolation, offline and react-failure checks of harness.judge.checks on crafted states: each
 fails on the state a broken revision leaves, naming it, and passes on a sound one. (The
 real runs are harness/scenarios/test_isolation.py and test_offline.py.)"""
 
@@ -6,14 +6,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from harness.judge import (
+from harness.build.spec import V2_SPEC
+from harness.judge.checks import (
     Status,
     judge_contig_alloc,
     judge_offline,
     judge_react_failure,
 )
-from harness.judge import _check_isolated_lists_unhinted as isolated_lists_unhinted
-from harness.procfs import (
+from harness.judge.checks import _check_isolated_lists_unhinted as isolated_lists_unhinted
+from harness.observe.procfs import (
     BuddyInfo,
     GuestObservations,
     HintingListState,
@@ -23,7 +24,6 @@ from harness.procfs import (
     ZoneActivity,
     ZoneInfo,
 )
-from harness.spec import V2_SPEC
 
 
 def block_list(mt: str, free: int, hinted: int, zone: str = "DMA32") -> HintingListState:

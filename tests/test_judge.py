@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import HarnessError
-from harness.judge import (
+from harness.core.errors import HarnessError
+from harness.core.units import MiB
+from harness.judge.checks import (
     JudgeConfig,
     RssEvidence,
     Status,
@@ -25,7 +26,7 @@ from harness.judge import (
 )
 from harness.model import HintingSystem, MigrateType, Params
 from harness.model.observe import declared_spec, observe
-from harness.procfs import (
+from harness.observe.procfs import (
     BUDDYINFO_PATH,
     HINTING_STATE_PATH,
     MEMINFO_PATH,
@@ -36,7 +37,6 @@ from harness.procfs import (
     HintingZoneState,
     read_observations,
 )
-from harness.units import MiB
 
 X86 = Params(migratetypes=tuple(MigrateType)[:4])
 TOP = 10
@@ -189,7 +189,7 @@ def test_rss_expectation_counts_bytes_hinted_since_the_peak_capped_by_the_growth
 
 
 def test_rss_evidence_from_a_release_measurement() -> None:
-    from harness.workloads import ReleaseMeasurement
+    from harness.drive.workloads import ReleaseMeasurement
 
     m = ReleaseMeasurement(
         mib=256,

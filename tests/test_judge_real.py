@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.judge import JudgeConfig, RssEvidence, Status, hinted_bytes, judge
+from harness.build.revisions import HINTING_V2
+from harness.core.units import MiB
+from harness.drive.workloads import measure_release
+from harness.judge.checks import JudgeConfig, RssEvidence, Status, hinted_bytes, judge
+from harness.observe.procfs import GuestObservations
 from harness.pipeline import Pipeline
-from harness.procfs import GuestObservations
-from harness.revisions import HINTING_V2
 from harness.scenarios.guest_checks import observe
-from harness.units import MiB
-from harness.workloads import measure_release
 
 LOAD_MIB = 256
 IDLE_DEADLINE_S = 60.0

@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.build import make_variables
-from harness.errors import KconfigError
-from harness.kconfig import (
+from harness.build.kconfig import (
     configure,
     find_dropped,
     kconfig_dependencies,
@@ -18,8 +16,10 @@ from harness.kconfig import (
     parse_fragment,
     read_config,
 )
-from harness.paths import KCONFIG_DIR
-from harness.source import make_worktree, obtain_source
+from harness.build.kernel import make_variables
+from harness.build.source import make_worktree, obtain_source
+from harness.core.errors import KconfigError
+from harness.core.paths import KCONFIG_DIR
 
 
 def write(path: Path, text: str) -> Path:

@@ -15,20 +15,20 @@ from pathlib import Path
 import pytest
 from helpers import process_gone
 
-from harness.errors import QemuDied, QmpUnsupported, SSHError
-from harness.guest import Guest
-from harness.lifecycle import (
+from harness.core.errors import QemuDied, QmpUnsupported, SSHError
+from harness.core.paths import REPO_ROOT
+from harness.core.poll import poll_until
+from harness.drive.lifecycle import (
     add_dimm,
     balloon_actual_mib,
     plug_balloon,
     set_balloon_target,
     unplug_balloon,
 )
-from harness.paths import REPO_ROOT
-from harness.pipeline import stock_kernel
-from harness.poll import poll_until
-from harness.ssh import RunKey
-from harness.vm import (
+from harness.drive.workloads import read_meminfo
+from harness.guest.session import Guest
+from harness.guest.ssh import RunKey
+from harness.guest.vm import (
     BALLOON_PORT,
     GuestVM,
     QemuPaths,
@@ -36,7 +36,7 @@ from harness.vm import (
     build_qemu_command,
     exit_description,
 )
-from harness.workloads import read_meminfo
+from harness.pipeline import stock_kernel
 
 MEM_MIB = 512
 

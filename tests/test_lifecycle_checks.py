@@ -1,4 +1,4 @@
-"""The lifecycle checks of harness.judge on crafted debugfs states: each fails on the state
+"""The lifecycle checks of harness.judge.checks on crafted debugfs states: each fails on the state
 a broken shutdown, hotplug or reset path leaves, naming it, and passes on a sound one.
 (The real runs are harness/scenarios/test_lifecycle.py.)"""
 
@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from harness.judge import (
+from harness.core.units import MiB
+from harness.judge.checks import (
     JudgeConfig,
     Status,
     judge_balloon_move,
@@ -19,8 +20,7 @@ from harness.judge import (
 )
 from harness.model import HintingSystem, MigrateType, Params
 from harness.model.observe import observe
-from harness.procfs import HintingState, HintingZoneState, ZoneActivity
-from harness.units import MiB
+from harness.observe.procfs import HintingState, HintingZoneState, ZoneActivity
 
 
 def state(*zones: tuple[str, int], device: bool = True) -> HintingState:

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import pytest
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from harness.model import HintingSystem, MigrateType, Params, Phase
 from harness.model.seed import locate
 

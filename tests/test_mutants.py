@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import mutants
-from harness.errors import HarnessError
-from harness.paths import REPO_ROOT
-from harness.series import load_series
-from harness.spec import V2_SPEC, load_spec
+from harness.build.series import load_series
+from harness.build.spec import V2_SPEC, load_spec
+from harness.campaigns import mutants
+from harness.core.errors import HarnessError
+from harness.core.paths import REPO_ROOT
 
 CLASSES = {
     "params", "trigger", "prediction", "work", "accounting",
@@ -78,7 +78,7 @@ def test_all_passing_is_a_miss_and_setup_errors_are_errors(tmp_path: Path) -> No
 def test_an_exception_that_is_no_assertion_is_an_error(tmp_path: Path) -> None:
     """Seen on drain-before-react's first try: the guest stopped answering SSH mid-step;
     that is a hang, not a catch."""
-    gone = _fail("harness.errors.SSHError: not connected to guest root@127.0.0.1:5")
+    gone = _fail("harness.core.errors.SSHError: not connected to guest root@127.0.0.1:5")
     status, why = mutants.classify(_junit(tmp_path / "g.xml", gone), 1, clean=False)
     assert status == "error" and "not connected" in why
     plain = _fail("AssertionError: hinting-v2-fixed: 3 blocks lost")

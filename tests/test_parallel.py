@@ -14,19 +14,20 @@ import pytest
 from junitparser import JUnitXml
 from xdist.scheduler.loadgroup import LoadGroupScheduling
 
-from harness import parallel, plugin
-from harness.paths import REPO_ROOT
-from harness.report import ReportError, merge_shards
-from harness.rss import RssSample
-from harness.session_data import (
+from harness.core import workers as parallel
+from harness.core.paths import REPO_ROOT
+from harness.drive.workloads import ReleaseMeasurement
+from harness.guest.ssh import pick_free_port
+from harness.observe.rss import RssSample
+from harness.pytest_plugin import plugin
+from harness.report.junit import ReportError, merge_shards
+from harness.report.session_data import (
     SESSION_DATA_FILE,
     SessionData,
     gather_worker_data,
     read_session_data,
     write_session_data,
 )
-from harness.ssh import pick_free_port
-from harness.workloads import ReleaseMeasurement
 from tests.test_report import TINY, pytest_junit
 
 
@@ -273,9 +274,9 @@ def test_a_worker_raises_the_controllers_build_failure_instead_of_building(
 ) -> None:
     """Every use of the revision's kernel in the worker (built_kernel, a guest) raises the
     controller's error; the build itself is never tried."""
-    from harness.errors import KconfigError
+    from harness.build.revisions import resolve
+    from harness.core.errors import KconfigError
     from harness.pipeline import Pipeline
-    from harness.revisions import resolve
 
     def no_build(request):  # pragma: no cover - must not be called
         raise AssertionError("built again")

@@ -1,10 +1,10 @@
-"""poll_until (harness.poll): the last value and whether it held, no tight spinning."""
+"""poll_until (harness.core.poll): the last value and whether it held, no tight spinning."""
 
 from __future__ import annotations
 
 import time
 
-from harness.poll import poll_until
+from harness.core.poll import poll_until
 
 
 def test_returns_as_soon_as_done() -> None:

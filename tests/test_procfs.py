@@ -11,10 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.dmesg import classify
-from harness.errors import HarnessError
-from harness.pipeline import stock_kernel
-from harness.procfs import (
+from harness.core.errors import HarnessError
+from harness.observe.dmesg import classify
+from harness.observe.procfs import (
     HINTING_STATE_PATH,
     HintingListState,
     HintingZoneState,
@@ -27,6 +26,7 @@ from harness.procfs import (
     parse_zoneinfo,
     read_observations,
 )
+from harness.pipeline import stock_kernel
 
 FIXTURES = Path(__file__).parent / "fixtures" / "proc"
 HOST = FIXTURES / "host-6.18.44"

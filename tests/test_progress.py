@@ -1,10 +1,10 @@
-"""The run's time breakdown (harness.progress): steps count towards their phase."""
+"""The run's time breakdown (harness.core.progress): steps count towards their phase."""
 
 from __future__ import annotations
 
 import pytest
 
-from harness import progress
+from harness.core import progress
 
 
 def test_steps_count_towards_their_phase(monkeypatch: pytest.MonkeyPatch) -> None:

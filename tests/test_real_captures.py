@@ -13,10 +13,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness import dmesg
-from harness.judge import judge_kernel
-from harness.known_splats import is_known, load_known_splats
-from harness.procfs import (
+from harness.build.known_splats import is_known, load_known_splats
+from harness.build.revisions import HINTING_V2, HINTING_V2_FIXED
+from harness.drive.workloads import DebugfsUnreadable, read_hinting_state
+from harness.judge.checks import judge_kernel
+from harness.observe import dmesg
+from harness.observe.procfs import (
     HINTING_STATE_PATH,
     GuestObservations,
     parse_buddyinfo,
@@ -26,8 +28,6 @@ from harness.procfs import (
     parse_zoneinfo,
     read_observations,
 )
-from harness.revisions import HINTING_V2, HINTING_V2_FIXED
-from harness.workloads import DebugfsUnreadable, read_hinting_state
 
 FIXTURES = Path(__file__).parent / "fixtures"
 V2_PROC = FIXTURES / "proc" / "guest-6.1-hinting-v2"

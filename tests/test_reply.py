@@ -1,10 +1,10 @@
-"""report.txt (harness/reply.py): the reply a maintainer would send to the series' thread,
+"""report.txt (harness/report/reply.py): the reply a maintainer would send to the series' thread,
 written from a finished run directory; and the run directory read back
-(harness/run_results.py).
+(harness/report/run_results.py).
 
 The fake runs are made the way a real one is: pytest itself writes junit.xml (xunit1, with
 "evidence" and "verdict" properties recorded as the harness records them, naming where a
-run on another machine wrote them), harness/report.py writes compare.md and compare.csv.
+run on another machine wrote them), harness/report/junit.py writes compare.md and compare.csv.
 The real runs of tests/fixtures/runs/ are copied into tmp_path and reported on too.
 """
 
@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import dmesg
-from harness.paths import REPO_ROOT
-from harness.reply import (
+from harness.core.paths import REPO_ROOT
+from harness.observe import dmesg
+from harness.report.junit import fault_benchmark_section, write_comparison
+from harness.report.reply import (
     CONSOLE_PREFIX,
     DEFAULT_SUBJECT,
     TESTED_BY,
@@ -30,8 +31,7 @@ from harness.reply import (
     series_thread,
     write_reply,
 )
-from harness.report import fault_benchmark_section, write_comparison
-from harness.run_results import (
+from harness.report.run_results import (
     CaseResult,
     evidence_dir,
     fail_lines,

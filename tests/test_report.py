@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from junitparser import JUnitXml
 
-from harness.report import (
+from harness.observe.rss import RssSample, RssSampler
+from harness.report.junit import (
     ReportError,
     RevisionRow,
     Status,
@@ -23,7 +24,6 @@ from harness.report import (
     write_compare_csv,
     write_comparison,
 )
-from harness.rss import RssSample, RssSampler
 
 
 def pytest_junit(tmp_path: Path, name: str, body: str) -> Path:

@@ -1,4 +1,5 @@
-"""The scenario suite's results directories (harness/rundir.py) and JUnit file (harness.plugin):
+"""The scenario suite's results directories (harness/report/rundir.py) and JUnit file
+(harness.pytest_plugin):
 no session destroys an earlier run's results; the JUnit is pytest's own, with properties."""
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import rundir
-from harness.paths import REPO_ROOT
+from harness.core.paths import REPO_ROOT
+from harness.report import rundir
+
+PLUGIN = "harness.pytest_plugin.plugin"
 
 
 def test_an_earlier_run_in_an_explicit_directory_is_moved_aside_never_deleted(
@@ -91,7 +94,7 @@ def run_plugin(tmp_path: Path, *args: str, env_results: Path) -> subprocess.Comp
     test_file.write_text(TINY_SUITE)
     env = {**os.environ, "PHH_RESULTS": str(env_results)}
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "harness.plugin", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "-p", PLUGIN, "-p", "no:cacheprovider",
          "--revisions", "", "--debug-revisions", "", str(test_file), *args],
         cwd=tmp_path, capture_output=True, text=True, check=False, env=env,
     )  # fmt: skip
@@ -122,13 +125,13 @@ def run_scenario_plugin(tmp_path: Path, results: Path) -> subprocess.CompletedPr
     """A tiny suite under the scenario suite's plugin (as `pytest harness/` loads it)."""
     test_file = tmp_path / "test_tiny_scenario.py"
     test_file.write_text(
-        "from harness.errors import QemuDied\n"
+        "from harness.core.errors import QemuDied\n"
         "def test_fails(evidence, record_property):\n"
         "    record_property('verdict', 'verdict: FAIL (1 of 1)')\n"
         "    assert False, 'E' * 6000\n"
         "def test_qemu_killed():\n"
         "    raise QemuDied('QEMU (pid 1) of VM x killed by signal SIGKILL (9)', 'hint')\n"
-        "from harness.errors import GuestPanic\n"
+        "from harness.core.errors import GuestPanic\n"
         "def _panic(during_boot):\n"
         "    error = GuestPanic('guest kernel panicked: Oops', 'see the console')\n"
         "    error.during_boot = during_boot\n"
@@ -137,10 +140,10 @@ def run_scenario_plugin(tmp_path: Path, results: Path) -> subprocess.CompletedPr
         "    _panic(True)\n"
         "def test_panic_under_the_workload():\n"
         "    _panic(False)\n"
-        "import harness.plugin\n"
-        "from harness.vm import VMConfig\n"
+        "import harness.pytest_plugin.plugin\n"
+        "from harness.guest.vm import VMConfig\n"
         "def _zeroed_text_panic(tmp_path, control_boots):\n"
-        "    harness.plugin.boots_without_reporting = lambda config: control_boots\n"
+        "    harness.pytest_plugin.plugin.boots_without_reporting = lambda config: control_boots\n"
         "    console = tmp_path / 'console.log'\n"
         "    console.write_text('RIP: 0010:wait_for_initramfs+0x0/0x3b\\n'\n"
         "                       'Code: 00 00 00 <00> 00 00\\n')\n"
@@ -154,7 +157,7 @@ def run_scenario_plugin(tmp_path: Path, results: Path) -> subprocess.CompletedPr
         "    _zeroed_text_panic(tmp_path, control_boots=False)\n"
     )
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "harness.plugin", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "-p", PLUGIN, "-p", "no:cacheprovider",
          "-o", "junit_family=xunit1", str(test_file), "--results", str(results)],
         cwd=tmp_path, capture_output=True, text=True, check=False,
     )  # fmt: skip
@@ -246,7 +249,7 @@ def test_parallel_workers_keep_their_own_evidence_and_the_reports_merge(tmp_path
     )
     results = tmp_path / "results"
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "harness.plugin", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "-p", PLUGIN, "-p", "no:cacheprovider",
          "-o", "junit_family=xunit1", "-n", "2", str(test_file), "--results", str(results),
          "--revisions", "", "--debug-revisions", ""],  # nothing to prebuild
         cwd=tmp_path, capture_output=True, text=True, check=False,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import SeriesError
-from harness.known_splats import is_known, load_known_splats
-from harness.revisions import DEBUG, HINTING, REPORTING, resolve
+from harness.build.known_splats import is_known, load_known_splats
+from harness.build.revisions import DEBUG, HINTING, REPORTING, resolve
+from harness.core.errors import SeriesError
 
 
 def test_builtin_revisions_use_their_fragments() -> None:
@@ -63,9 +63,9 @@ def test_one_known_defect_may_have_several_forms() -> None:
 
 
 def test_the_v2_series_declares_its_kept_defects() -> None:
-    from harness.revisions import HINTING_V2, HINTING_V2_FIXED
+    from harness.build.revisions import HINTING_V2, HINTING_V2_FIXED
 
-    real_id = (  # as harness.dmesg named the splat on the real hinting-v2+debug guest
+    real_id = (  # as harness.observe.dmesg named the splat on the real hinting-v2+debug guest
         "lockdep:inconsistent_lock_state:{SOFTIRQ-ON-W}->{IN-SOFTIRQ-W}:&zone->lock:"
         "__rmqueue_pcplist"
     )

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.rss import (
+from harness.core.units import MiB as MIB
+from harness.observe.rss import (
     ProcessExited,
     RssError,
     RssSample,
@@ -21,7 +22,6 @@ from harness.rss import (
     read_samples_csv,
     time_to_fraction,
 )
-from harness.units import MiB as MIB
 
 ALLOCATION = 200 * MIB
 WAIT = 30.0  # generous deadlines: the assertions are about values, never about speed
@@ -238,8 +238,8 @@ def test_time_to_fraction_rejects_bad_fraction() -> None:
 def test_release_waits_for_the_rise_or_a_settled_rss() -> None:
     """The release workload's wait for QEMU's RSS to catch up ends when it rose enough, or
     when it stopped growing (touching memory the host still backs adds nothing)."""
-    from harness.rss import RssSample
-    from harness.workloads import _risen_or_settled
+    from harness.drive.workloads import _risen_or_settled
+    from harness.observe.rss import RssSample
 
     risen = _risen_or_settled(baseline=100 * MIB, target_rise=300 * MIB)
     assert not risen(RssSample(0.0, 150 * MIB))

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import PatchApplyError, SeriesError
-from harness.series import Series, apply_series, load_series, patch_subject
+from harness.build.series import Series, apply_series, load_series, patch_subject
+from harness.core.errors import PatchApplyError, SeriesError
 
 PAGE_ALLOC = "".join(f"line {n}\n" for n in range(1, 41))
 IDENTITY = ["-c", "user.name=Test", "-c", "user.email=test@example.org"]

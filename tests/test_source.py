@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import source as source_mod
-from harness.errors import SourceError
-from harness.source import KernelSource, make_worktree, makefile_version, obtain_source
+from harness.build import source as source_mod
+from harness.build.source import KernelSource, make_worktree, makefile_version, obtain_source
+from harness.core.errors import SourceError
 
 MAKEFILE = "# SPDX\nVERSION = 6\nPATCHLEVEL = 1\nSUBLEVEL = 999\nEXTRAVERSION = -test\n"
 

@@ -11,12 +11,12 @@ from collections.abc import Iterator
 import paramiko
 import pytest
 
-from harness import image
-from harness.errors import SSHError
-from harness.guest import Guest
+from harness.core.errors import SSHError
+from harness.guest import image
+from harness.guest.session import Guest
+from harness.guest.ssh import GuestSSH, generate_run_key, pick_free_port, port_is_free
+from harness.guest.vm import GuestVM, VMConfig
 from harness.pipeline import stock_kernel
-from harness.ssh import GuestSSH, generate_run_key, pick_free_port, port_is_free
-from harness.vm import GuestVM, VMConfig
 
 
 def test_port_is_free_sees_a_listener() -> None:

@@ -1,4 +1,4 @@
-"""Errors from other tools (harness.tools): the explaining lines, the log, a fitting hint."""
+"""Errors from other tools (harness.core.tools): the explaining lines, the log, a fitting hint."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import source
-from harness.errors import BuildError, SourceError
-from harness.tools import explaining_lines, hint_for, run_logged, tool_failure
+from harness.build import source
+from harness.core.errors import BuildError, SourceError
+from harness.core.tools import explaining_lines, hint_for, run_logged, tool_failure
 
 TAR_FULL = (
     "".join(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from helpers import process_gone
 
-from harness.errors import (
+from harness.core.errors import (
     GuestNotReady,
     GuestPanic,
     PortInUse,
@@ -20,10 +20,9 @@ from harness.errors import (
     VMError,
     VMLaunchFailure,
 )
-from harness.guest import Guest
-from harness.pipeline import stock_kernel
-from harness.ssh import RunKey
-from harness.vm import (
+from harness.guest.session import Guest
+from harness.guest.ssh import RunKey
+from harness.guest.vm import (
     CONTROL_BOOT_DIR,
     GuestVM,
     QemuPaths,
@@ -33,6 +32,7 @@ from harness.vm import (
     build_qemu_command,
     device_properties,
 )
+from harness.pipeline import stock_kernel
 
 PATHS = QemuPaths(Path("/w/console.log"), Path("/w/qemu.log"), Path("/w/qmp.sock"))
 
@@ -113,11 +113,11 @@ def test_reports_are_asynchronous_only_with_kvm_and_a_balloon_ioeventfd(
     """With KVM and a QEMU whose virtio-balloon-pci has `ioeventfd`, the harness asks for it:
     QEMU then acts on a report while the guest runs on (a slow host). Under TCG never."""
     monkeypatch.setattr(
-        "harness.vm.device_properties", lambda qemu, driver: frozenset({"ioeventfd"})
+        "harness.guest.vm.device_properties", lambda qemu, driver: frozenset({"ioeventfd"})
     )
     assert "ioeventfd=on" in balloon_word(config_for(tmp_path, accel="kvm"))
     assert "ioeventfd" not in balloon_word(config_for(tmp_path, accel="tcg"))
-    monkeypatch.setattr("harness.vm.device_properties", lambda qemu, driver: frozenset())
+    monkeypatch.setattr("harness.guest.vm.device_properties", lambda qemu, driver: frozenset())
     assert "ioeventfd" not in balloon_word(config_for(tmp_path, accel="kvm"))
 
 

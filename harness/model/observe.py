@@ -1,4 +1,4 @@
-"""Render the model as the guest's files would show it (harness.procfs dataclasses).
+"""Render the model as the guest's files would show it (harness.observe.procfs dataclasses).
 
 Lets the judge run on model states: every state the model reaches must pass it, which is
 how the tests show that the judge does not flag what v2 legitimately does.
@@ -6,8 +6,9 @@ how the tests show that the judge does not flag what v2 legitimately does.
 
 from __future__ import annotations
 
+from harness.build.spec import HintingSpec
 from harness.model.system import HintingSystem
-from harness.procfs import (
+from harness.observe.procfs import (
     BuddyInfo,
     GuestObservations,
     HintingListState,
@@ -16,7 +17,6 @@ from harness.procfs import (
     PageTypeInfo,
     ZoneInfo,
 )
-from harness.spec import HintingSpec
 
 NODE = 0
 ZONE = "Normal"

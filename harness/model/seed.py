@@ -12,7 +12,7 @@ import re
 from functools import cache
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 # A copy of shared/seed's mail (public list archive), so the citation tests run anywhere.
 DEFAULT_SEED = (

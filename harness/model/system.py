@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from harness.core.units import PAGE_SIZE
 from harness.model.buddy import BuddyZone, Placed
 from harness.model.errors import ModelInvariantError
 from harness.model.hinting import Hinting
@@ -11,7 +12,6 @@ from harness.model.invariants import check_invariants
 from harness.model.params import MigrateType, Params
 from harness.model.snapshot import ListSnapshot, ZoneSnapshot
 from harness.model.worker import Host, Phase, Worker
-from harness.units import PAGE_SIZE
 
 MAX_WORKER_STEPS = 100_000  # a worker that does not finish within this is a model bug
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from enum import Enum
 
+from harness.core.units import PAGE_SIZE
 from harness.model.buddy import BuddyZone
 from harness.model.hinting import BatchEntry, Hinting
-from harness.units import PAGE_SIZE
 
 
 class Phase(Enum):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from harness import dmesg
-from harness.judge import Verdict
-from harness.procfs import GuestObservations, read_observations
+from harness.judge.checks import Verdict
+from harness.observe import dmesg
+from harness.observe.procfs import GuestObservations, read_observations
 
 # Checks that compare counts across files read one after another (debugfs, zoneinfo,
 # buddyinfo, pagetypeinfo: one `cat` each). Between two reads the allocator may still move

@@ -13,17 +13,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import dmesg
-from harness.evidence import save_console, save_json
-from harness.judge import JudgeConfig, Verdict, judge_kernel
-from harness.known_splats import is_known, load_known_splats
+from harness.build.known_splats import is_known, load_known_splats
+from harness.build.revisions import Revision
+from harness.build.spec import HintingSpec, load_spec
+from harness.core.poll import poll_until
+from harness.drive.workloads import read_meminfo, wait_hinting_idle
+from harness.judge.checks import JudgeConfig, Verdict, judge_kernel
+from harness.observe import dmesg
+from harness.observe.procfs import GuestObservations, HintingState
 from harness.pipeline import GuestFactory
-from harness.poll import poll_until
-from harness.procfs import GuestObservations, HintingState
-from harness.revisions import Revision
+from harness.report.evidence import save_console, save_json
 from harness.scenarios.guest_checks import format_splats, judge_reading_again, observe, splats
-from harness.spec import HintingSpec, load_spec
-from harness.workloads import read_meminfo, wait_hinting_idle
 
 # Stock 6.1 reporting has no idle indicator; its worker runs 2 s after a request (and
 # reporting does not change MemFree: reported pages stay on the free lists).

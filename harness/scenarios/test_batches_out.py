@@ -30,19 +30,19 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import StepTestedNothing
-from harness.judge import Verdict, judge_integrity, judge_quiet, judge_work
-from harness.pipeline import GuestFactory
-from harness.procfs import HintingState
-from harness.revisions import Revision
-from harness.scenarios.scripted_guest import ScriptedGuest, idle_verdict, scripted_guest
-from harness.workloads import (
+from harness.build.revisions import Revision
+from harness.core.errors import StepTestedNothing
+from harness.drive.workloads import (
     read_hinting_state,
     read_meminfo,
     set_hugepages,
     set_react_delay,
     wait_batch_out,
 )
+from harness.judge.checks import Verdict, judge_integrity, judge_quiet, judge_work
+from harness.observe.procfs import HintingState
+from harness.pipeline import GuestFactory
+from harness.scenarios.scripted_guest import ScriptedGuest, idle_verdict, scripted_guest
 
 QUIET_WINDOW_S = 3.0  # 30 times the worker's start delay
 # The series' test hook holds each batch this long before react(), zone unlocked: memhog's

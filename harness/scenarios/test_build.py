@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from harness.build import BuildResult
-from harness.kconfig import read_config
-from harness.revisions import Revision
+from harness.build.kconfig import read_config
+from harness.build.kernel import BuildResult
+from harness.build.revisions import Revision
 
 
 def test_kconfig_has_the_mechanism(revision: Revision, built_kernel: BuildResult) -> None:

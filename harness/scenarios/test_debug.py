@@ -15,21 +15,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.evidence import save_console, save_json, save_measurement
-from harness.judge import JudgeConfig, judge_integrity, judge_kernel
-from harness.known_splats import is_known, load_known_splats
-from harness.pipeline import GuestFactory
-from harness.revisions import Revision
-from harness.scenarios.guest_checks import format_splats, judge_reading_again, observe, splats
-from harness.spec import load_spec
-from harness.units import MiB
-from harness.workloads import (
+from harness.build.known_splats import is_known, load_known_splats
+from harness.build.revisions import Revision
+from harness.build.spec import load_spec
+from harness.core.units import MiB
+from harness.drive.workloads import (
     NR_HUGEPAGES,
     RETURN_FRACTION,
     measure_release,
     set_hugepages,
     wait_hinting_idle,
 )
+from harness.judge.checks import JudgeConfig, judge_integrity, judge_kernel
+from harness.pipeline import GuestFactory
+from harness.report.evidence import save_console, save_json, save_measurement
+from harness.scenarios.guest_checks import format_splats, judge_reading_again, observe, splats
 
 DEBUG_DEADLINE_S = 90.0  # lockdep and KASAN slow the guest down under TCG
 DEBUG_BOOT_TIMEOUT_S = 180.0

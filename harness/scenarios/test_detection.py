@@ -32,8 +32,15 @@ from pathlib import Path
 
 import pytest
 
-from harness.evidence import save_console, save_json
-from harness.judge import (
+from harness.build.revisions import Revision
+from harness.build.spec import load_spec
+from harness.drive.workloads import (
+    run_pattern,
+    set_hugepages,
+    tmpfs_checksum,
+    wait_hinting_idle,
+)
+from harness.judge.checks import (
     FreeMemory,
     JudgeConfig,
     Verdict,
@@ -48,16 +55,9 @@ from harness.judge import (
 from harness.model.counts import FreeBlock, MergeFree, predict_idle
 from harness.model.params import Params
 from harness.pipeline import GuestFactory
-from harness.revisions import Revision
+from harness.report.evidence import save_console, save_json
 from harness.scenarios.guest_checks import format_splats, observe, splats
 from harness.scenarios.scripted_guest import ScriptedGuest, idle_verdict, scripted_guest
-from harness.spec import load_spec
-from harness.workloads import (
-    run_pattern,
-    set_hugepages,
-    tmpfs_checksum,
-    wait_hinting_idle,
-)
 
 # Measured on stock and hinting-v2-fixed (2 GiB TCG guest, 1200 MiB cycles): MemFree after
 # a cycle was 0.3 to 5.5 MiB *above* its level before (caches shrink). A revision that

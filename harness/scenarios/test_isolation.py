@@ -31,25 +31,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import StepTestedNothing
-from harness.judge import (
-    judge_contig_alloc,
-    judge_react_failure,
-    zone_activity,
-)
-from harness.known_splats import is_known, load_known_splats
-from harness.pipeline import GuestFactory
-from harness.poll import poll_until
-from harness.procfs import HintingState
-from harness.revisions import Revision
-from harness.scenarios.guest_checks import splats
-from harness.scenarios.scripted_guest import (
-    ScriptedGuest,
-    idle_verdict,
-    scripted_guest,
-    snapshot_verdict,
-)
-from harness.workloads import (
+from harness.build.known_splats import is_known, load_known_splats
+from harness.build.revisions import Revision
+from harness.core.errors import StepTestedNothing
+from harness.core.poll import poll_until
+from harness.drive.workloads import (
     HUNG_TASK_TIMEOUT,
     cma_alloc,
     cma_free,
@@ -61,6 +47,20 @@ from harness.workloads import (
     set_hugepages,
     set_react_delay,
     wait_batches,
+)
+from harness.judge.checks import (
+    judge_contig_alloc,
+    judge_react_failure,
+    zone_activity,
+)
+from harness.observe.procfs import HintingState
+from harness.pipeline import GuestFactory
+from harness.scenarios.guest_checks import splats
+from harness.scenarios.scripted_guest import (
+    ScriptedGuest,
+    idle_verdict,
+    scripted_guest,
+    snapshot_verdict,
 )
 
 CMA_MIB = 256  # 64 order-10 blocks: freeing it is twice HWM, a cycle of two batches

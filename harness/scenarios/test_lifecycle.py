@@ -26,9 +26,17 @@ from pathlib import Path
 
 import pytest
 
-from harness import dmesg
-from harness.evidence import save_console, save_json
-from harness.judge import (
+from harness.build.revisions import Revision
+from harness.build.spec import load_spec
+from harness.core.poll import poll_until
+from harness.core.units import MiB
+from harness.drive.lifecycle import add_dimm, plug_balloon, set_balloon_target, unplug_balloon
+from harness.drive.workloads import (
+    measure_release,
+    read_hinting_state,
+    set_react_delay,
+)
+from harness.judge.checks import (
     FreeMemory,
     JudgeConfig,
     Verdict,
@@ -41,21 +49,13 @@ from harness.judge import (
     judge_restart,
     judge_rss_under_balloon,
 )
-from harness.lifecycle import add_dimm, plug_balloon, set_balloon_target, unplug_balloon
+from harness.observe import dmesg
+from harness.observe.procfs import GuestObservations
+from harness.observe.rss import read_rss_bytes
 from harness.pipeline import GuestFactory
-from harness.poll import poll_until
-from harness.procfs import GuestObservations
-from harness.revisions import Revision
-from harness.rss import read_rss_bytes
+from harness.report.evidence import save_console, save_json
 from harness.scenarios.guest_checks import format_splats, judge_reading_again, splats
 from harness.scenarios.scripted_guest import STOCK_SETTLE_S, ScriptedGuest
-from harness.spec import load_spec
-from harness.units import MiB
-from harness.workloads import (
-    measure_release,
-    read_hinting_state,
-    set_react_delay,
-)
 
 GUEST_MIB = 1024
 DIMM_MIB = 512  # four 128 MiB memory blocks

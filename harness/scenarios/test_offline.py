@@ -27,9 +27,14 @@ from pathlib import Path
 
 import pytest
 
-from harness import dmesg
-from harness.errors import VMError
-from harness.judge import (
+from harness.build.known_splats import is_known, load_known_splats
+from harness.build.revisions import Revision
+from harness.core.errors import VMError
+from harness.core.poll import poll_until
+from harness.core.units import PAGE_SIZE, MiB
+from harness.drive.lifecycle import add_dimm, remove_dimm
+from harness.drive.workloads import read_hinting_state, set_react_delay, wait_batches
+from harness.judge.checks import (
     FreeMemory,
     Verdict,
     judge_accounting,
@@ -38,14 +43,9 @@ from harness.judge import (
     judge_offline,
     judge_offline_work,
 )
-from harness.known_splats import is_known, load_known_splats
-from harness.lifecycle import add_dimm, remove_dimm
+from harness.observe import dmesg
 from harness.pipeline import GuestFactory
-from harness.poll import poll_until
-from harness.revisions import Revision
 from harness.scenarios.scripted_guest import ScriptedGuest, idle_verdict, scripted_guest
-from harness.units import PAGE_SIZE, MiB
-from harness.workloads import read_hinting_state, set_react_delay, wait_batches
 
 DIMM_MIB = 512  # four 128 MiB memory blocks, onlined to ZONE_MOVABLE
 ZONE = "Movable"

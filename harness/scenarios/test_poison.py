@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.evidence import save_console, save_json
-from harness.known_splats import is_known, load_known_splats
+from harness.build.known_splats import is_known, load_known_splats
+from harness.build.revisions import Revision
 from harness.pipeline import GuestFactory
-from harness.revisions import Revision
+from harness.report.evidence import save_console, save_json
 from harness.scenarios.guest_checks import format_splats, observe, splats
 
 CORRUPTION = "pagealloc:memory_corruption"

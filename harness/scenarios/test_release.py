@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.evidence import save_console, save_json, save_measurement
-from harness.judge import RssEvidence, hinted_bytes, judge
+from harness.build.revisions import Revision
+from harness.build.spec import load_spec
+from harness.core.units import MiB
+from harness.drive.workloads import RETURN_FRACTION, measure_release
+from harness.judge.checks import RssEvidence, hinted_bytes, judge
+from harness.observe.procfs import GuestObservations
 from harness.pipeline import GuestFactory
-from harness.procfs import GuestObservations
-from harness.revisions import Revision
+from harness.report.evidence import save_console, save_json, save_measurement
 from harness.scenarios.guest_checks import format_splats, hinted_vs_free, observe, splats
-from harness.spec import load_spec
-from harness.units import MiB
-from harness.workloads import RETURN_FRACTION, measure_release
 
 NEGATIVE_CONTROL_LIMIT = 50 * MiB
 # The negative control watches long enough that the feature, were it on, would have given

@@ -1,0 +1,100 @@
+"""Running other tools (tar, git, make, ...): their whole output goes to a log file; a
+failure is raised with the few lines that explain it, the log's path and a hint that fits
+the cause (a full disk is named as such, not blamed on the input)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from harness.core.errors import HarnessError
+
+MAX_EXPLAINING_LINES = 8
+DISK_FULL = re.compile(r"No space left on device|Disk quota exceeded|ENOSPC|Wrote only \d+ of")
+LOW_SPACE_BYTES = 16 << 20  # a file system with less free than this after a failure is full
+PERMISSION = re.compile(r"Permission denied|Operation not permitted|Read-only file system")
+# Lines worth showing: what tools print when something went wrong.
+EXPLAINING = re.compile(
+    r"error|fatal|cannot|can't|failed|No space left|Permission denied|corrupt|unexpected end"
+    r"|not found|No such file",
+    re.IGNORECASE,
+)
+
+
+def explaining_lines(output: str, limit: int = MAX_EXPLAINING_LINES) -> list[str]:
+    """The lines that say what went wrong, repeats folded: tar's hundreds of "Cannot write:
+    No space left on device" lines become one line with a count."""
+    counts: Counter[str] = Counter()
+    first_seen: dict[str, str] = {}
+    for line in output.splitlines():
+        if not EXPLAINING.search(line):
+            continue
+        reason = line.rsplit(": ", 2)[-2:]  # "Cannot write: No space left on device"
+        key = ": ".join(reason)
+        counts[key] += 1
+        first_seen.setdefault(key, line.strip())
+    lines = [
+        first_seen[key] + (f"  ({n} lines like this)" if n > 1 else "") for key, n in counts.items()
+    ]
+    if not lines:  # nothing looks like an error: the tail is the best guess
+        lines = [line for line in output.strip().splitlines()[-limit:]]
+    return lines[:limit]
+
+
+def hint_for(output: str, where: Path, default: str) -> str:
+    """The hint that fits the cause: a full disk or a permission problem before `default`."""
+    if DISK_FULL.search(output) or _free_bytes(where) < LOW_SPACE_BYTES:
+        return (
+            f"the disk is full: free space on the file system of {where} "
+            f"(df -h {where}), then run again"
+        )
+    if PERMISSION.search(output):
+        return f"check the permissions of {where} (and that it is not read-only)"
+    return default
+
+
+def _free_bytes(where: Path) -> int:
+    try:
+        return shutil.disk_usage(where).free
+    except OSError:
+        return LOW_SPACE_BYTES  # cannot tell: do not claim a full disk
+
+
+def run_logged(
+    command: list[str] | str,
+    log: Path,
+    *,
+    cwd: Path | None = None,
+    shell: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """Run `command` (a shell line runs in bash) with stdout and stderr into `log`
+    (replaced); the output is also returned in `.stdout` for the caller to explain a
+    failure."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        command, cwd=cwd, shell=shell, executable="/bin/bash" if shell else None,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+    )  # fmt: skip
+    log.write_text(result.stdout)
+    return result
+
+
+def tool_failure(
+    error_class: Callable[[str, str], HarnessError],
+    what: str,
+    result: subprocess.CompletedProcess[str],
+    log: Path,
+    where: Path,
+    default_hint: str,
+) -> HarnessError:
+    """`error_class` naming what failed, the explaining lines, the log and a fitting hint."""
+    output = result.stdout or ""
+    lines = "\n  ".join(explaining_lines(output))
+    return error_class(
+        f"{what} failed (exit {result.returncode}):\n  {lines}\nfull output: {log}",
+        hint_for(output, where, default_hint),
+    )
