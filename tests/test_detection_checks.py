@@ -14,7 +14,7 @@ import pytest
 
 from harness.build.spec import V2_SPEC, HintingSpec, load_spec
 from harness.core.errors import SeriesError
-from harness.judge.checks import (
+from harness.judge import (
     FreeMemory,
     Status,
     judge_accounting,

@@ -1,4 +1,4 @@
-"""The isolation, offline and react-failure checks of harness.judge.checks on crafted states: each
+"""The isolation, offline and react-failure checks of harness.judge on crafted states: each
 fails on the state a broken revision leaves, naming it, and passes on a sound one. (The
 real runs are harness/scenarios/test_isolation.py and test_offline.py.)"""
 
@@ -7,13 +7,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 from harness.build.spec import V2_SPEC
-from harness.judge.checks import (
+from harness.judge import (
     Status,
     judge_contig_alloc,
     judge_offline,
     judge_react_failure,
 )
-from harness.judge.checks import _check_isolated_lists_unhinted as isolated_lists_unhinted
+from harness.judge.snapshot import _check_isolated_lists_unhinted as isolated_lists_unhinted
 from harness.observe.procfs import (
     BuddyInfo,
     GuestObservations,

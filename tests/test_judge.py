@@ -15,7 +15,7 @@ import pytest
 
 from harness.core.errors import HarnessError
 from harness.core.units import MiB
-from harness.judge.checks import (
+from harness.judge import (
     JudgeConfig,
     RssEvidence,
     Status,

@@ -13,7 +13,7 @@ import pytest
 from harness.build.revisions import HINTING_V2
 from harness.core.units import MiB
 from harness.drive.workloads import measure_release
-from harness.judge.checks import JudgeConfig, RssEvidence, Status, hinted_bytes, judge
+from harness.judge import JudgeConfig, RssEvidence, Status, hinted_bytes, judge
 from harness.observe.procfs import GuestObservations
 from harness.pipeline import Pipeline
 from harness.scenarios.guest_checks import observe

@@ -1,4 +1,4 @@
-"""The lifecycle checks of harness.judge.checks on crafted debugfs states: each fails on the state
+"""The lifecycle checks of harness.judge on crafted debugfs states: each fails on the state
 a broken shutdown, hotplug or reset path leaves, naming it, and passes on a sound one.
 (The real runs are harness/scenarios/test_lifecycle.py.)"""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from harness.core.units import MiB
-from harness.judge.checks import (
+from harness.judge import (
     JudgeConfig,
     Status,
     judge_balloon_move,

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.judge.checks import judge_kernel
+from harness.judge import judge_kernel
 from harness.model import HintingSystem, MigrateType, Params, Phase, idle_bound_for
 from harness.model.invariants import violations
 from harness.model.observe import declared_spec, observe

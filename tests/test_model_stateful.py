@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from harness.judge.checks import judge_kernel
+from harness.judge import judge_kernel
 from harness.model import HintingSystem, MigrateType, Params, Phase, idle_bound_for
 from harness.model.observe import declared_spec, observe
 

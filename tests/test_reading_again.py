@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.judge.checks import Check, Status, Verdict
+from harness.judge import Check, Status, Verdict
 from harness.scenarios import guest_checks
 from harness.scenarios.guest_checks import judge_reading_again
 

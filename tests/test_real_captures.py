@@ -16,7 +16,7 @@ import pytest
 from harness.build.known_splats import is_known, load_known_splats
 from harness.build.revisions import HINTING_V2, HINTING_V2_FIXED
 from harness.drive.workloads import DebugfsUnreadable, read_hinting_state
-from harness.judge.checks import judge_kernel
+from harness.judge import judge_kernel
 from harness.observe import dmesg
 from harness.observe.procfs import (
     HINTING_STATE_PATH,

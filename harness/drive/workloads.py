@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from harness.core.errors import SSHError
 from harness.core.poll import poll_until
 from harness.core.units import MiB
-from harness.judge.checks import Check, Status, Verdict
+from harness.judge import Check, Status, Verdict
 from harness.observe.procfs import (
     MEMINFO_PATH,
     HintingState,

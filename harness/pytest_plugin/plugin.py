@@ -33,7 +33,7 @@ from harness.core.workers import own_results_dir
 from harness.drive.workloads import ReleaseMeasurement
 from harness.guest.image import GuestImage
 from harness.guest.vm import boots_without_reporting
-from harness.judge.checks import Check, Status, judge_kernel_text
+from harness.judge import Check, Status, judge_kernel_text
 from harness.observe.dmesg import zero_filled_code
 from harness.pipeline import GuestFactory, Pipeline, tested_with
 from harness.report import junit as report

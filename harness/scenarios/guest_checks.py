@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from harness.judge.checks import Verdict
+from harness.judge import Verdict
 from harness.observe import dmesg
 from harness.observe.procfs import GuestObservations, read_observations
 

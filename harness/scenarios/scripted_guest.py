@@ -18,7 +18,7 @@ from harness.build.revisions import Revision
 from harness.build.spec import HintingSpec, load_spec
 from harness.core.poll import poll_until
 from harness.drive.workloads import read_meminfo, wait_hinting_idle
-from harness.judge.checks import JudgeConfig, Verdict, judge_kernel
+from harness.judge import JudgeConfig, Verdict, judge_kernel
 from harness.observe import dmesg
 from harness.observe.procfs import GuestObservations, HintingState
 from harness.pipeline import GuestFactory

@@ -39,7 +39,7 @@ from harness.drive.workloads import (
     set_react_delay,
     wait_batch_out,
 )
-from harness.judge.checks import Verdict, judge_integrity, judge_quiet, judge_work
+from harness.judge import Verdict, judge_integrity, judge_quiet, judge_work
 from harness.observe.procfs import HintingState
 from harness.pipeline import GuestFactory
 from harness.scenarios.scripted_guest import ScriptedGuest, idle_verdict, scripted_guest

@@ -26,7 +26,7 @@ from harness.drive.workloads import (
     set_hugepages,
     wait_hinting_idle,
 )
-from harness.judge.checks import JudgeConfig, judge_integrity, judge_kernel
+from harness.judge import JudgeConfig, judge_integrity, judge_kernel
 from harness.pipeline import GuestFactory
 from harness.report.evidence import save_console, save_json, save_measurement
 from harness.scenarios.guest_checks import format_splats, judge_reading_again, observe, splats

@@ -40,7 +40,7 @@ from harness.drive.workloads import (
     tmpfs_checksum,
     wait_hinting_idle,
 )
-from harness.judge.checks import (
+from harness.judge import (
     FreeMemory,
     JudgeConfig,
     Verdict,

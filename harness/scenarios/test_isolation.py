@@ -48,7 +48,7 @@ from harness.drive.workloads import (
     set_react_delay,
     wait_batches,
 )
-from harness.judge.checks import (
+from harness.judge import (
     judge_contig_alloc,
     judge_react_failure,
     zone_activity,

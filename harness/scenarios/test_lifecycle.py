@@ -36,7 +36,7 @@ from harness.drive.workloads import (
     read_hinting_state,
     set_react_delay,
 )
-from harness.judge.checks import (
+from harness.judge import (
     FreeMemory,
     JudgeConfig,
     Verdict,

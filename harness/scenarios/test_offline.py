@@ -34,7 +34,7 @@ from harness.core.poll import poll_until
 from harness.core.units import PAGE_SIZE, MiB
 from harness.drive.lifecycle import add_dimm, remove_dimm
 from harness.drive.workloads import read_hinting_state, set_react_delay, wait_batches
-from harness.judge.checks import (
+from harness.judge import (
     FreeMemory,
     Verdict,
     judge_accounting,

@@ -15,7 +15,7 @@ from harness.build.revisions import Revision
 from harness.build.spec import load_spec
 from harness.core.units import MiB
 from harness.drive.workloads import RETURN_FRACTION, measure_release
-from harness.judge.checks import RssEvidence, hinted_bytes, judge
+from harness.judge import RssEvidence, hinted_bytes, judge
 from harness.observe.procfs import GuestObservations
 from harness.pipeline import GuestFactory
 from harness.report.evidence import save_console, save_json, save_measurement
