@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import pytest
 
@@ -26,10 +27,12 @@ from harness.build.revisions import (
 from harness.build.series import load_series
 from harness.build.source import KernelSource
 from harness.campaigns import bisect
-from harness.campaigns.bisect import BUILD, SUITE, Verdict
+from harness.campaigns.bisect import BUILD, SUITE, PrefixVerdict
 from harness.campaigns.mutants import MUTANTS_DIR
 from harness.core.errors import HarnessError, KconfigError
 from harness.core.paths import REPO_ROOT
+from harness.judge import Check, Status
+from harness.judge import Verdict as JudgeVerdict
 from harness.pipeline import Pipeline
 
 FAKE_SOURCE = KernelSource(Path("/linux"), "6.1", "user", "0" * 40, Path("/linux/.git"))
@@ -75,10 +78,10 @@ def make_series(tmp_path: Path, titles: list[str], kconfig_at: int | None = None
 def fake_judge(first_bad: int | None, phase: str, calls: list[int]) -> bisect.Judge:
     """Prefix k is bad from `first_bad` on (None: never); every call is recorded."""
 
-    def judge(k: int) -> Verdict:
+    def judge(k: int) -> PrefixVerdict:
         calls.append(k)
         bad = first_bad is not None and k >= first_bad
-        return Verdict(k, phase, not bad, f"check_of_{first_bad}" if bad else "")
+        return PrefixVerdict(k, phase, not bad, f"check_of_{first_bad}" if bad else "")
 
     return judge
 
@@ -305,11 +308,12 @@ def junit(evidence: Path, body: str) -> None:
     )
 
 
+VERDICT = JudgeVerdict((Check("counts_match_model[at]", Status.FAIL, "33 != 32"),))
 PASSED = '<testcase classname="s" name="test_a" time="1"/>'
 FAILED = (
-    '<testcase classname="s" name="test_threshold"><failure message="AssertionError">'
-    "E   AssertionError: user:prefix-6:\nE   [FAIL] counts_match_model[at]: 33 != 32"
-    "</failure></testcase>"
+    '<testcase classname="s" name="test_threshold"><properties><property name="verdict" '
+    f'value="{escape(VERDICT.to_json("threshold at"), {chr(34): "&quot;"})}"/></properties>'
+    '<failure message="AssertionError">E   AssertionError: user:prefix-6</failure></testcase>'
 )
 SETUP_ERROR = (
     '<testcase classname="s" name="test_a"><error message="GuestNotReady: no PHH-READY '
@@ -392,16 +396,18 @@ def fake_bisection(
     """build_prefix and judge_prefix replaced; the judged prefixes and how, recorded."""
     seen: list[tuple[int, str | None, bool]] = []
 
-    def build(pipeline: Pipeline, revision: Revision, k: int) -> Verdict:
+    def build(pipeline: Pipeline, revision: Revision, k: int) -> PrefixVerdict:
         bad = build_bad is not None and k >= build_bad
         note = "" if revision.hinting else f"no PAGE_HINTING yet: {revision.fragments[-1].name}"
-        return Verdict(k, BUILD, not bad, "build (make): error: x" if bad else "", 12.0, None, note)
+        return PrefixVerdict(
+            k, BUILD, not bad, "build (make): error: x" if bad else "", 12.0, None, note
+        )
 
-    def judge(suite: bisect.Suite, prefix: Path, k: int, hinting: bool) -> Verdict:
+    def judge(suite: bisect.Suite, prefix: Path, k: int, hinting: bool) -> PrefixVerdict:
         assert (prefix / "series").is_file()
         seen.append((k, suite.keyword, hinting))
         bad = suite_bad is not None and k >= suite_bad
-        return Verdict(k, SUITE, not bad, "counts_match_model[at]" if bad else "", 80.0)
+        return PrefixVerdict(k, SUITE, not bad, "counts_match_model[at]" if bad else "", 80.0)
 
     monkeypatch.setattr(bisect, "build_prefix", build)
     monkeypatch.setattr(bisect, "judge_prefix", judge)

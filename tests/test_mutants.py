@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import pytest
 
@@ -14,6 +15,7 @@ from harness.build.spec import V2_SPEC, load_spec
 from harness.campaigns import mutants
 from harness.core.errors import HarnessError
 from harness.core.paths import REPO_ROOT
+from harness.judge import Check, Status, Verdict, judge_crash
 
 CLASSES = {
     "params", "trigger", "prediction", "work", "accounting",
@@ -56,56 +58,68 @@ def _junit(path: Path, *cases: str) -> Path:
 PASS = '<testcase classname="s" name="ok" time="1"/>'
 
 
-def _fail(message: str, text: str = "") -> str:
-    return f'<testcase classname="s" name="t" time="1"><failure message="{message}">{text}</failure></testcase>'  # noqa: E501
+def _fail(message: str, *checks: Check, tag: str = "failure", name: str = "t") -> str:
+    """A test case that failed, with the verdicts it recorded as data (JUnit properties)."""
+    quoted = {'"': "&quot;"}
+    props = "".join(
+        f'<property name="verdict" value="{escape(Verdict((c,)).to_json("step"), quoted)}"/>'
+        for c in checks
+    )
+    return (
+        f'<testcase classname="s" name="{name}" time="1"><properties>{props}</properties>'
+        f'<{tag} message="{escape(message)}">the prose is not read</{tag}></testcase>'
+    )
 
 
 def test_a_failed_judge_check_is_a_catch(tmp_path: Path) -> None:
-    junit = _junit(
-        tmp_path / "j.xml", PASS, _fail("AssertionError", "  [FAIL] counts_match_model[at]: x")
-    )
+    check = Check("counts_match_model[at]", Status.FAIL, "x")
+    passed = Check("hinting_present", Status.PASS, "y")
+    junit = _junit(tmp_path / "j.xml", PASS, _fail("AssertionError", passed, check))
     assert mutants.classify(junit, 1, clean=False) == ("caught", "counts_match_model[at]")
+
+
+def test_the_prose_of_a_failure_is_not_read(tmp_path: Path) -> None:
+    """A failure whose message says "[FAIL] x" but recorded no failed check is no catch:
+    the campaign reads the verdicts as data."""
+    junit = _junit(tmp_path / "n.xml", _fail("AssertionError: [FAIL] counts_match_model: x"))
+    assert mutants.classify(junit, 1, clean=False)[0] == "error"
 
 
 def test_all_passing_is_a_miss_and_setup_errors_are_errors(tmp_path: Path) -> None:
     assert mutants.classify(_junit(tmp_path / "a.xml", PASS), 0, clean=False)[0] == "missed"
-    error = '<testcase classname="s" name="t"><error message="BuildError: make failed"/></testcase>'
+    error = _fail("BuildError: make failed", tag="error")
     status, why = mutants.classify(_junit(tmp_path / "b.xml", error), 1, clean=False)
     assert (status, why) == ("error", "BuildError: make failed")
     assert mutants.classify(tmp_path / "none.xml", 2, clean=False)[0] == "error"
 
 
-def test_an_exception_that_is_no_assertion_is_an_error(tmp_path: Path) -> None:
+def test_an_exception_that_records_no_check_is_an_error(tmp_path: Path) -> None:
     """Seen on drain-before-react's first try: the guest stopped answering SSH mid-step;
     that is a hang, not a catch."""
     gone = _fail("harness.core.errors.SSHError: not connected to guest root@127.0.0.1:5")
     status, why = mutants.classify(_junit(tmp_path / "g.xml", gone), 1, clean=False)
     assert status == "error" and "not connected" in why
-    plain = _fail("AssertionError: hinting-v2-fixed: 3 blocks lost")
-    assert mutants.classify(_junit(tmp_path / "p.xml", plain), 1, clean=False) == (
-        "caught",
-        "assertion: hinting-v2-fixed: 3 blocks lost",
-    )
 
 
-def test_a_crash_counts_only_in_the_series_code_path(tmp_path: Path) -> None:
-    ours = _fail("x", "kernel log problems:\nBUG bug:foo (line 3):\n page_hinting_cycle+0x12/0x80")
-    theirs = _fail("x", "kernel log problems:\nBUG bug:foo (line 3):\n ext4_fill_super+0x1/0x2")
-    assert mutants.classify(_junit(tmp_path / "o.xml", ours), 1, clean=False) == (
+def test_a_kernel_log_problem_counts_only_in_the_series_code_path(tmp_path: Path) -> None:
+    ours = Check("kernel_log", Status.FAIL, "BUG bug:foo (line 3):\n page_hinting_cycle+0x12/0x80")
+    theirs = Check("kernel_log", Status.FAIL, "BUG bug:foo (line 3):\n ext4_fill_super+0x1/0x2")
+    assert mutants.classify(_junit(tmp_path / "o.xml", _fail("x", ours)), 1, clean=False) == (
         "caught",
         "kernel_log: BUG bug:foo",
     )
-    assert mutants.classify(_junit(tmp_path / "t.xml", theirs), 1, clean=False)[0] == "error"
+    theirs_junit = _junit(tmp_path / "t.xml", _fail("x", theirs))
+    assert mutants.classify(theirs_junit, 1, clean=False)[0] == "error"
 
 
-def test_a_boot_hang_counts_when_the_stall_is_in_the_worker(tmp_path: Path) -> None:
-    stall = '<testcase classname="s" name="t"><error message="GuestNotReady: no PHH-READY">[ 21.8] RIP: 0010:page_hinting_process+0x2cf/0x33f</error></testcase>'  # noqa: E501
-    elsewhere = '<testcase classname="s" name="t"><error message="GuestNotReady: no PHH-READY">[ 21.8] RIP: 0010:ext4_iget+0x2/0x3</error></testcase>'  # noqa: E501
-    assert mutants.classify(_junit(tmp_path / "s.xml", stall), 1, clean=False) == (
-        "caught",
-        "crash_in_series_code: page_hinting_process",
-    )
-    assert mutants.classify(_junit(tmp_path / "e.xml", elsewhere), 1, clean=False)[0] == "error"
+def test_a_crash_in_the_series_code_is_a_check() -> None:
+    """A guest that died with the series' code on a stack (a boot that stalls in the
+    worker): the plugin records crash_in_series_code, which catches the mutant."""
+    stall = "GuestNotReady: no PHH-READY\n[ 21.8] RIP: 0010:page_hinting_process+0x2cf/0x33f"
+    check = judge_crash(stall)
+    assert check is not None and check.name == "crash_in_series_code"
+    assert "page_hinting_process" in check.detail
+    assert judge_crash("GuestNotReady\n[ 21.8] RIP: 0010:ext4_iget+0x2/0x3") is None
 
 
 def test_the_clean_revision_must_pass(tmp_path: Path) -> None:

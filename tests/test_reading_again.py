@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.judge import Check, Status, Verdict
-from harness.scenarios import guest_checks
-from harness.scenarios.guest_checks import judge_reading_again
+from harness.judge import Check, Status, Verdict, judge_reading_again
+from harness.judge import reading_again as guest_checks
 
 
 def verdict(*failing: str) -> Verdict:

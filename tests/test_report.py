@@ -57,7 +57,7 @@ def test_read_junit_keeps_every_status_and_message(tmp_path: Path) -> None:
     assert "RSS fell by 3 MiB" in results["test_bad"].message
     assert results["test_setup"].status is Status.ERROR
     assert "QEMU exited with 139" in results["test_setup"].message
-    assert results["test_skip"].status is Status.SKIP
+    assert results["test_skip"].status is Status.SKIPPED
 
 
 def test_merge_keeps_all_suites_and_recounts(tmp_path: Path) -> None:

@@ -69,7 +69,7 @@ BUILD, SUITE = "build", "suite"
 
 
 @dataclass(frozen=True)
-class Verdict:
+class PrefixVerdict:
     """What one try of prefix k said: at the build check or by the suite."""
 
     k: int
@@ -81,15 +81,15 @@ class Verdict:
     note: str = ""  # e.g. that a prefix without hinting was judged by build and boot only
 
 
-Judge = Callable[[int], Verdict]
+Judge = Callable[[int], PrefixVerdict]
 
 
 @dataclass(frozen=True)
 class Outcome:
     total: int  # N, patches in the series
     good: int  # the known-good prefix
-    first_bad: Verdict | None  # the verdict that named the first bad prefix; None: passes
-    tried: tuple[Verdict, ...]  # every build and judgement, in order
+    first_bad: PrefixVerdict | None  # the verdict that named the first bad prefix; None: passes
+    tried: tuple[PrefixVerdict, ...]  # every build and judgement, in order
 
 
 @dataclass(frozen=True)
@@ -143,14 +143,14 @@ def build_check(build: Judge, good: int, total: int) -> int | None:
 
 
 def run_bisection(
-    total: int, good: int, build: Judge, judge: Judge, report: Callable[[Verdict], None]
+    total: int, good: int, build: Judge, judge: Judge, report: Callable[[PrefixVerdict], None]
 ) -> Outcome:
     """The build check, then the suite's search below the first prefix that does not build
     (or up to the full series); `report` sees every verdict as it comes."""
-    tried: list[Verdict] = []
+    tried: list[PrefixVerdict] = []
 
     def recorded(try_one: Judge) -> Judge:
-        def run(k: int) -> Verdict:
+        def run(k: int) -> PrefixVerdict:
             verdict = try_one(k)
             tried.append(verdict)
             report(verdict)
@@ -248,7 +248,7 @@ def carries_hinting(k: int, first_hinting: int | None) -> bool:
 # --- Judging one prefix --------------------------------------------------------------------
 
 
-def build_prefix(pipeline: Pipeline, revision: Revision, k: int) -> Verdict:
+def build_prefix(pipeline: Pipeline, revision: Revision, k: int) -> PrefixVerdict:
     """Build prefix k's revision as the suite's pipeline would (prepare-tree, configure,
     make; make skipped for a cached build): good, or bad with the failing stage and its
     error's first line."""
@@ -261,10 +261,10 @@ def build_prefix(pipeline: Pipeline, revision: Revision, k: int) -> Verdict:
     last = stages[-1]
     note = "" if revision.hinting else "no PAGE_HINTING yet: stock kconfig"
     if last.error is None:
-        return Verdict(k, BUILD, True, seconds=seconds, evidence=last.output, note=note)
+        return PrefixVerdict(k, BUILD, True, seconds=seconds, evidence=last.output, note=note)
     log = last.error.log if isinstance(last.error, MakeError) else None
     reason = f"build ({last.stage}): {build_reason(last.error)}"
-    return Verdict(k, BUILD, False, reason, seconds, log, note)
+    return PrefixVerdict(k, BUILD, False, reason, seconds, log, note)
 
 
 def build_reason(error: HarnessError) -> str:
@@ -334,7 +334,7 @@ class Suite:
         ])  # fmt: skip
 
 
-def judge_prefix(suite: Suite, prefix: Path, k: int, hinting: bool) -> Verdict:
+def judge_prefix(suite: Suite, prefix: Path, k: int, hinting: bool) -> PrefixVerdict:
     """The suite on prefix k in a pytest subprocess, its JUnit classified."""
     evidence = suite.results / prefix.name
     log = suite.results / f"{prefix.name}.log"
@@ -351,7 +351,7 @@ def judge_prefix(suite: Suite, prefix: Path, k: int, hinting: bool) -> Verdict:
 
 def suite_verdict(
     k: int, hinting: bool, returncode: int, evidence: Path, log: Path, seconds: float
-) -> Verdict:
+) -> PrefixVerdict:
     """good / bad from the suite's exit code and JUnit (mutants.classify); a suite that
     could not run, or that ran nothing on a hinting prefix, is the caller's problem."""
     if returncode in PYTEST_BROKEN:
@@ -366,7 +366,7 @@ def suite_verdict(
     if status == "error" and check == "no scenario ran":
         if not hinting:
             note = "no PAGE_HINTING yet: built; no build/boot scenario selected"
-            return Verdict(k, SUITE, True, "", seconds, evidence, note)
+            return PrefixVerdict(k, SUITE, True, "", seconds, evidence, note)
         raise HarnessError(
             f"the suite ran no scenario on {evidence.name}: the pytest arguments select none "
             f"(output: {log})",
@@ -374,9 +374,9 @@ def suite_verdict(
         )
     note = "" if hinting else "no PAGE_HINTING yet: build and boot only"
     if status == "missed":
-        return Verdict(k, SUITE, True, "", seconds, evidence, note)
+        return PrefixVerdict(k, SUITE, True, "", seconds, evidence, note)
     reason = check if status == "caught" else f"error: {check}"
-    return Verdict(k, SUITE, False, reason, seconds, evidence, note)
+    return PrefixVerdict(k, SUITE, False, reason, seconds, evidence, note)
 
 
 def _tail(log: Path, lines: int = 15) -> str:
@@ -398,7 +398,7 @@ class Bisection:
     first_hinting: int | None
     subjects: tuple[str, ...]
     started: float = field(default_factory=time.monotonic)
-    tried: list[Verdict] = field(default_factory=list)
+    tried: list[PrefixVerdict] = field(default_factory=list)
     prefixes: dict[int, Path] = field(default_factory=dict)
 
     @property
@@ -419,7 +419,7 @@ class Bisection:
     def revision(self, k: int) -> Revision:
         return resolve(str(self.prefix(k))).with_extra_fragments(self.request.kconfig)
 
-    def line(self, verdict: Verdict) -> str:
+    def line(self, verdict: PrefixVerdict) -> str:
         """One line per try: phase, k/N, subject, good/bad, seconds, failing check."""
         mark = "good" if verdict.good else "bad"
         what = self.subjects[verdict.k - 1]
@@ -442,15 +442,15 @@ def run(request: Request, series: Series, out: Callable[[str], None] = print) ->
     suite = Suite(request.results / "suite", keyword, tuple(rest), harness_args(request))
     out(header(state))
 
-    def report(verdict: Verdict) -> None:
+    def report(verdict: PrefixVerdict) -> None:
         state.tried.append(verdict)
         out(state.line(verdict))
         write_reports(state, None, suite)
 
-    def build(k: int) -> Verdict:
+    def build(k: int) -> PrefixVerdict:
         return build_prefix(pipeline, state.revision(k), k)
 
-    def judge(k: int) -> Verdict:
+    def judge(k: int) -> PrefixVerdict:
         hinting = carries_hinting(k, first)
         return judge_prefix(suite, state.prefix(k), k, hinting)
 
@@ -512,7 +512,7 @@ def write_reports(state: Bisection, outcome: Outcome | None, suite: Suite) -> No
 
 
 def report_data(state: Bisection, outcome: Outcome | None, suite: Suite) -> dict[str, Any]:
-    def row(verdict: Verdict) -> dict[str, Any]:
+    def row(verdict: PrefixVerdict) -> dict[str, Any]:
         data = asdict(verdict)
         data.update(
             subject=state.subjects[verdict.k - 1],

@@ -43,13 +43,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from junitparser import Error, Failure, JUnitXml, Skipped, TestCase, TestSuite
+from junitparser import Error, Failure, JUnitXml, TestCase, TestSuite
 
 from harness.build.revisions import HINTING_V2_FIXED
 from harness.build.series import load_series, patch_subject, write_quilt_series
 from harness.build.spec import MANIFEST_NAME
 from harness.core.errors import HarnessError
 from harness.core.paths import PATCHES_DIR, REPO_ROOT, cache_dir
+from harness.judge import KERNEL_LOG, Check, series_frame
+from harness.report.run_results import failed_check_data, read_cases
 
 MUTANTS_DIR = PATCHES_DIR / "mutants"
 CLASS_TRAILER = re.compile(r"^Caught-by-class:\s*(\S+)", re.MULTILINE)
@@ -62,11 +64,6 @@ DEBUG_TRAILER = re.compile(r"^Harness-kernel:\s*debug", re.MULTILINE)
 SCENARIO_FILTER = (
     "release_returns or detection or batches_out or debug_kernel or lifecycle or isolation "
     "or offline"
-)
-FAILED_CHECK = re.compile(r"\[FAIL\] ([\w\[\]]+)")
-SERIES_FRAME = re.compile(
-    r"\b((?:__)?page_hinting_\w+|get_unhinted_page|put_hinted_page|"
-    r"virtballoon_page_hinting_\w+)\+0x"
 )
 
 
@@ -180,67 +177,38 @@ def run_one(mutant: Mutant | None, results: Path) -> MutantResult:
 
 
 def classify(junit: Path, returncode: int, clean: bool) -> tuple[str, str]:
-    """(status, failing check or reason) from the suite's JUnit file."""
-    if not junit.is_file():
+    """(status, failing check or reason) from the suite's JUnit file: the verdicts its
+    tests recorded as data (harness.report.run_results), never its prose."""
+    cases = read_cases(junit.parent, junit)
+    if cases is None:
         return "error", f"pytest exited {returncode} without a JUnit report"
-    failures: list[str] = []
-    errors: list[str] = []
-    ran = 0
-    for suite in JUnitXml.fromfile(str(junit)):
-        for case in suite:
-            ran += 1
-            for result in case.result:
-                text = exception_text(result.message or "", result.text or "")
-                if isinstance(result, Failure):
-                    failures.append(text)
-                elif isinstance(result, Error) and not isinstance(result, Skipped):
-                    errors.append(text)
+    bad = [case for case in cases if case.bad]
     if clean:
-        if failures or errors or ran == 0:
-            why = (failures + errors)[0] if failures or errors else "no scenario ran"
-            return "failed", _first_line(why)
-        return "passed", f"{ran} scenarios"
-    for text in failures:
-        check = failing_check(text)
-        if check is not None:
-            return "caught", check
-        errors.append(text)
-    for text in errors:
-        frame = SERIES_FRAME.search(text)
-        if frame:
-            return "caught", f"crash_in_series_code: {frame.group(1)}"
-    if errors:
-        return "error", _first_line(errors[0])
-    if ran == 0:
+        if bad or not cases:
+            return "failed", _first_line(
+                bad[0].message or bad[0].text
+            ) if bad else "no scenario ran"
+        return "passed", f"{len(cases)} scenarios"
+    for case in bad:
+        for _, check in failed_check_data(case):
+            if (name := catching_check(check)) is not None:
+                return "caught", name
+    if bad:
+        return "error", _first_line(bad[0].message or bad[0].text)
+    if not cases:
         return "error", "no scenario ran"
-    return "missed", f"{ran} scenarios passed"
+    return "missed", f"{len(cases)} scenarios passed"
 
 
-def exception_text(message: str, longrepr: str) -> str:
-    """What the exception said: pytest's report lines marked "E " (its source listing,
-    which quotes the assertion messages of every check, is left out), else the message."""
-    said = [line[1:].strip() for line in longrepr.splitlines() if line.startswith("E ")]
-    return "\n".join([message, *said]) if said else f"{message}\n{longrepr}"
-
-
-def failing_check(text: str) -> str | None:
-    """The judge check a failure names; a kernel log problem counts only when its report
-    names the series' code (a crash elsewhere says nothing about the defect); any other
-    failed assertion counts, an exception that is not one (the guest stopped answering
-    SSH, a command timed out) does not."""
-    if "kernel log problems" in text:
-        frame = SERIES_FRAME.search(text)
-        if frame is None:
-            return None
-        kind = re.search(r"kernel log problems[^\n]*:\n(\S+ \S+)", text)
-        return f"kernel_log: {kind.group(1) if kind else frame.group(1)}"
-    found = FAILED_CHECK.search(text)
-    if found:
-        return found.group(1)
-    if not text.lstrip().startswith(("AssertionError", "assert ")):
-        return None  # another exception in the scenario (SSH gone, a timeout): no verdict
-    first = _first_line(text)
-    return f"assertion: {first}" if first else None
+def catching_check(check: Check) -> str | None:
+    """The name a failed check catches a mutant by. A kernel log problem counts only when
+    its report names the series' code (a crash elsewhere says nothing about the defect):
+    then it is "kernel_log: <kind> <id>"."""
+    if check.name != KERNEL_LOG:
+        return check.name
+    if series_frame(check.detail) is None:
+        return None
+    return f"{KERNEL_LOG}: {' '.join(check.detail.split()[:2])}"
 
 
 def _first_line(text: str) -> str:

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from harness.core.errors import SSHError
 from harness.core.poll import poll_until
 from harness.core.units import MiB
-from harness.judge import Check, Status, Verdict
 from harness.observe.procfs import (
     MEMINFO_PATH,
     HintingState,
@@ -24,7 +23,6 @@ from harness.observe.procfs import (
 )
 from harness.observe.rss import RssSample, RssSampler, read_rss_bytes, time_to_fraction
 
-RETURN_FRACTION = 0.8  # of the released memory the host must get back (the issue's bar)
 TOUCH_TIMEOUT_S = 300.0  # touching 1.2 GiB under TCG takes tens of seconds
 
 
@@ -151,24 +149,33 @@ def read_hinting_state(vm) -> HintingState:
     try:
         return parse_hinting_state(text, HINTING_STATE)
     except ProcfsParseError as error:
-        failed = Verdict((Check("debugfs_parses", Status.FAIL, error.message),))
-        raise DebugfsUnreadable(str(failed)) from error
+        raise DebugfsUnreadable(error.message) from error
 
 
-class DebugfsUnreadable(AssertionError):
-    """The series' debugfs dump broke its documented format: a defect of the series, so it
-    is the failed check debugfs_parses naming the line (as judge_kernel reports it on an
-    observation), not an error of the harness."""
+class StepStalled(AssertionError):
+    """The series stopped a step from going on: a defect of the series, not an error of
+    the harness. harness.judge.progress makes it the failed check `check` (an
+    AssertionError, so pytest reports a failure)."""
+
+    check = ""
 
 
-class WorkerNeverIdle(AssertionError):
-    """Hinting did not go idle: a defect of the series (a storm or a lost wake-up), so it
-    is reported as a failed check, not as an error of the harness."""
+class DebugfsUnreadable(StepStalled):
+    """The series' debugfs dump broke its documented format (the message names the line)."""
+
+    check = "debugfs_parses"
 
 
-class WorkerNeverStarted(AssertionError):
-    """A release past the high-water mark never made a zone active: a defect of the series
-    (the trigger), reported as a failed check."""
+class WorkerNeverIdle(StepStalled):
+    """Hinting did not go idle: a storm or a lost wake-up."""
+
+    check = "worker_goes_idle"
+
+
+class WorkerNeverStarted(StepStalled):
+    """A release past the high-water mark never made a zone active: the trigger."""
+
+    check = "worker_starts"
 
 
 def hinting_is_idle(state: HintingState) -> bool:
@@ -192,7 +199,7 @@ def wait_hinting_idle(vm, *, settle_s: float, timeout_s: float = 30.0) -> Hintin
             f"{z.zone} requested {int(z.requested)} active {int(z.active)}" for z in state.zones
         ]
         raise WorkerNeverIdle(
-            f"[FAIL] worker_goes_idle: hinting still busy {timeout_s:.0f} s after the "
+            f"hinting still busy {timeout_s:.0f} s after the "
             f"last step (refcnt {state.refcnt}; {'; '.join(busy)}): the worker never "
             "stops (a hinting storm) or a request is never cleared"
         )
@@ -210,7 +217,7 @@ def wait_batch_out(vm, timeout_s: float) -> HintingState:
     )
     if not active:
         raise WorkerNeverStarted(
-            f"[FAIL] worker_starts: no zone became active within {timeout_s:.0f} s of a "
+            f"no zone became active within {timeout_s:.0f} s of a "
             "release past the high-water mark: a request was never made or never served"
         )
     return state

@@ -93,7 +93,10 @@ BALLOON_MEMTOTAL_SLACK_KIB = 1024  # the balloon works in 4 KiB pages; 1 MiB is 
 
 
 def judge_hotplug(
-    mem_total_change_kib: int, dimm_mib: int, before: HintingState, after: HintingState
+    mem_total_change_kib: int,
+    dimm_mib: int,
+    before: HintingState | None,
+    after: HintingState | None,
 ) -> Verdict:
     """A hot-added DIMM is online (MemTotal grew by its size) and hinting covers it: a
     zone that was empty at boot (or the one it joined) ran cycles that hinted blocks."""
@@ -102,6 +105,9 @@ def judge_hotplug(
         if mem_total_change_kib == dimm_mib * 1024
         else [f"MemTotal grew {mem_total_change_kib} KiB for a {dimm_mib} MiB DIMM"]
     )
+    online = _result("hotplugged_memory_online", grown, f"MemTotal +{mem_total_change_kib} KiB")
+    if before is None or after is None:  # stock reporting: no hinting state to cover it
+        return Verdict((online,))
     old_zones = {z.zone for z in before.zones}
     covered, problems = [], []
     for zone in after.zones:
@@ -118,17 +124,18 @@ def judge_hotplug(
         if not any(c.startswith(zone) for c in covered):
             problems.append(f"zone {zone} (the DIMM's) never hinted")
     return Verdict(
-        (
-            _result("hotplugged_memory_online", grown, f"MemTotal +{mem_total_change_kib} KiB"),
-            _result("hinting_covers_new_memory", problems, "reported: " + ", ".join(covered)),
-        )
+        (online, _result("hinting_covers_new_memory", problems, "reported: " + ", ".join(covered)))
     )
 
 
-def judge_restart(boot_ids: tuple[str, str], before: HintingState, after: HintingState) -> Verdict:
+def judge_restart(
+    boot_ids: tuple[str, str], before: HintingState | None, after: HintingState | None
+) -> Verdict:
     """After system_reset the guest is a new boot, hinting has a device again and its
     counters started from zero (no state survived the reset)."""
     rebooted = [] if boot_ids[0] != boot_ids[1] else [f"boot_id still {boot_ids[0]}"]
+    if before is None or after is None:  # stock: no hinting state to restart
+        return Verdict((_result("guest_rebooted", rebooted, "a new boot_id"),))
     device = [] if after.device else ["no hinting device after the reset"]
     stale = []
     for zone in after.zones:

@@ -206,3 +206,30 @@ def judge_integrity(pattern_output: str, checksums: Sequence[tuple[str, str]]) -
             problems.append(f"tmpfs file {label}: sha256 {before[:16]}... became {after[:16]}...")
     done = next((ln for ln in pattern_output.splitlines() if ln.startswith("done ")), "")
     return _result("memory_kept_its_contents", problems, f"{done}; {len(checksums)} files")
+
+
+def judge_zones_cycled(first: HintingState | None, after: HintingState | None) -> Verdict:
+    """A guest with two zones released memory from both: both are populated, and each ran
+    a hinting cycle of its own since `first`."""
+    if after is None or first is None:
+        return Verdict((Check("zones_cycled", Status.FAIL, "no debugfs page_hinting/state"),))
+    zones = [z.zone for z in after.zones]
+    idle = [
+        z.zone
+        for z in after.zones
+        if z.activity is not None
+        and (start := zone_activity(first, z.zone)) is not None
+        and z.activity.since(start).cycles == 0
+    ]
+    return Verdict(
+        (
+            _result(
+                "two_zones_populated", [] if len(zones) >= 2 else [f"only {zones}"], str(zones)
+            ),
+            _result(
+                "zones_cycled",
+                [f"no hinting cycle ran in {idle}"] if idle else [],
+                f"a cycle ran in each of {zones}",
+            ),
+        )
+    )

@@ -33,7 +33,15 @@ from harness.core.workers import own_results_dir
 from harness.drive.workloads import ReleaseMeasurement
 from harness.guest.image import GuestImage
 from harness.guest.vm import boots_without_reporting
-from harness.judge import Check, Status, judge_kernel_text
+from harness.judge import (
+    Check,
+    Status,
+    Verdict,
+    VerdictFailed,
+    judge_crash,
+    judge_kernel_text,
+    judge_stalled,
+)
 from harness.observe.dmesg import zero_filled_code
 from harness.pipeline import GuestFactory, Pipeline, tested_with
 from harness.report import junit as report
@@ -475,6 +483,21 @@ def evidence(request: pytest.FixtureRequest, results_dir: Path) -> Iterator[Path
 
 
 @pytest.fixture
+def judged(request: pytest.FixtureRequest, evidence: Path) -> Callable[[str, Verdict], Verdict]:
+    """`judged(label, verdict)`: a scenario hands each verdict it asserts here. It travels as
+    data (a JUnit property "verdict" holding `Verdict.to_json(label)`, which the reports and
+    the mutant campaign read) and as text in the evidence's verdict.txt."""
+
+    def record(label: str, verdict: Verdict) -> Verdict:
+        request.node.user_properties.append(("verdict", verdict.to_json(label)))
+        with (evidence / "verdict.txt").open("a") as out:
+            out.write(f"== {label}\n{verdict}\n")
+        return verdict
+
+    return record
+
+
+@pytest.fixture
 def record_measurement(
     pytestconfig: pytest.Config, results_dir: Path, record_property: Callable[[str, object], None]
 ):
@@ -550,9 +573,10 @@ def _shared_guest_properties(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if (hang := guest_hang(guest)) is not None and hang.step is None:
         hang.step = request.node.name
-        guest.note(f"{hang.step}\n{hang_check(hang)}\nregisters: {hang.registers}")
-    for text in guest.verdicts[seen:]:
-        request.node.user_properties.append(("verdict", text))
+        guest.record(hang.step, Verdict((hang_check(hang),)))
+        guest.note(f"registers: {hang.registers}")
+    for label, verdict in guest.verdicts[seen:]:
+        request.node.user_properties.append(("verdict", verdict.to_json(label)))
 
 
 def guest_hang(guest: object) -> GuestHung | None:
@@ -583,15 +607,28 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     that hangs once up fails the check `guest_responsive`."""
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
-    if call.excinfo is None or call.when == "teardown":
+    if call.excinfo is None:
+        return
+    if isinstance(failed := call.excinfo.value, VerdictFailed):  # raised, not asserted
+        item.user_properties.append(("verdict", failed.verdict.to_json(failed.label)))
+    elif (stalled := judge_stalled(call.excinfo.value)) is not None:
+        item.user_properties.append(("verdict", Verdict((stalled,)).to_json(call.when)))
+        report.longrepr = f"{stalled}\n\n{report.longreprtext}"
+    if call.when == "teardown":
         return
     if (check := panic_verdict(call.excinfo) or hang_verdict(call.excinfo)) is not None:
         # A panic the judge can attribute to the series, or a guest that stopped making
-        # progress once it was up, is a failure of that check ("[FAIL] name: detail",
-        # which the mutant campaign reads as the catching check).
+        # progress once it was up, is a failure of that check (recorded as data, which
+        # the mutant campaign and the reports read).
+        item.user_properties.append(("verdict", Verdict((check,)).to_json(call.when)))
         report.when = "call"
         report.longrepr = f"{check}\n\n{report.longreprtext}"
-    elif call.when == "call" and is_infrastructure_fault(call.excinfo):
+        return
+    if isinstance(call.excinfo.value, HarnessError) and (
+        crash := judge_crash(str(call.excinfo.value))
+    ):
+        item.user_properties.append(("verdict", Verdict((crash,)).to_json(call.when)))
+    if call.when == "call" and is_infrastructure_fault(call.excinfo):
         report.when = "setup"
 
 

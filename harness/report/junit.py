@@ -13,12 +13,12 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from copy import deepcopy
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 from junitparser import Error, Failure, JUnitXml, Skipped, TestCase
 
 from harness.core.errors import HarnessError
+from harness.core.status import Status
 from harness.core.units import MiB as MIB
 from harness.observe.rss import RssSample, time_to_fraction
 from harness.report.session_data import (
@@ -36,18 +36,11 @@ class ReportError(HarnessError):
 # --- JUnit -----------------------------------------------------------------------------------
 
 
-class Status(StrEnum):
-    PASS = "pass"
-    FAIL = "fail"
-    ERROR = "error"  # the test could not run to a verdict: crash, panic, unexpected exit
-    SKIP = "skip"
-
-
 @dataclass(frozen=True)
 class TestResult:
     suite: str
     name: str
-    status: Status | str  # a Status or its value ("pass", "fail", "error", "skip")
+    status: Status  # harness.core.status: PASS, FAIL, ERROR, SKIPPED
     duration: float  # seconds
     message: str = ""  # why it failed / errored / was skipped
     system_out: str = ""  # e.g. the guest console tail
@@ -57,7 +50,7 @@ class TestResult:
 
 def _status_of(case: TestCase) -> tuple[Status, str]:
     for entry in case.result:
-        status = {Failure: Status.FAIL, Error: Status.ERROR, Skipped: Status.SKIP}[type(entry)]
+        status = {Failure: Status.FAIL, Error: Status.ERROR, Skipped: Status.SKIPPED}[type(entry)]
         return status, entry.text or entry.message or ""
     return Status.PASS, ""
 

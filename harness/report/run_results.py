@@ -17,6 +17,7 @@ from pathlib import Path
 
 from junitparser import Error, Failure, JUnitXml, Properties, Skipped, TestCase, TestSuite
 
+from harness.judge import Check, Verdict
 from harness.observe import dmesg
 
 JUNIT = "junit.xml"
@@ -123,11 +124,11 @@ def read_junit(path: Path) -> JUnitXml | TestSuite | None:
         return None
 
 
-def read_cases(run_dir: Path) -> list[CaseResult] | None:
-    """The test cases of `run_dir`/junit.xml in file order, one per test (None: no readable
-    junit.xml). pytest writes a test twice when its call failed and its teardown errored:
-    the two are one case here, with the worse outcome and both messages."""
-    xml = read_junit(run_dir / JUNIT)
+def read_cases(run_dir: Path, junit: Path | None = None) -> list[CaseResult] | None:
+    """The test cases of `run_dir`/junit.xml (or of `junit`) in file order, one per test
+    (None: no readable file). pytest writes a test twice when its call failed and its
+    teardown errored: the two are one case here, with the worse outcome and both messages."""
+    xml = read_junit(junit or run_dir / JUNIT)
     if xml is None:
         return None
     merged: dict[tuple[str, str], dict] = {}
@@ -194,6 +195,29 @@ class FailLine:
     check: str
 
 
+def recorded_verdicts(case: CaseResult) -> list[tuple[str, Verdict]]:
+    """The verdicts this test recorded as data: (step, verdict) from its "verdict"
+    properties (`Verdict.to_json`); a run written before verdicts were data has none."""
+    found = []
+    for value in case.verdicts:
+        if value.lstrip().startswith("{"):
+            try:
+                found.append(Verdict.from_json(value))
+            except (ValueError, KeyError):
+                continue
+    return found
+
+
+def failed_check_data(case: CaseResult) -> list[tuple[str, Check]]:
+    """(step, check) for each check that failed in a verdict this bad test recorded, in
+    the order it judged them."""
+    if not case.bad:
+        return []
+    return [
+        (step, check) for step, verdict in recorded_verdicts(case) for check in verdict.failures
+    ]
+
+
 def fail_lines(text: str) -> list[FailLine]:
     """The [FAIL] lines of verdict text, with their step; steps read again are left out."""
     found, step = [], ""
@@ -228,6 +252,9 @@ def failed_checks(case: CaseResult) -> list[FailLine]:
     """
     if not case.bad:
         return []
+    if data := failed_check_data(case):
+        unique_data = {(step, str(check)): check for step, check in data}
+        return [FailLine(step, line, check.name) for (step, line), check in unique_data.items()]
     steps = fail_lines(_step_text(case))
     named = fail_lines(case.text)
     if named:

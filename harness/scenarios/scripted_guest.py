@@ -17,13 +17,22 @@ from harness.build.known_splats import is_known, load_known_splats
 from harness.build.revisions import Revision
 from harness.build.spec import HintingSpec, load_spec
 from harness.core.poll import poll_until
-from harness.drive.workloads import read_meminfo, wait_hinting_idle
-from harness.judge import JudgeConfig, Verdict, judge_kernel
+from harness.drive.workloads import read_meminfo, set_react_delay, wait_hinting_idle
+from harness.judge import (
+    JudgeConfig,
+    Verdict,
+    VerdictFailed,
+    judge_kernel,
+    judge_kernel_log,
+    judge_reading_again,
+    judge_step,
+    verdict_of,
+)
 from harness.observe import dmesg
 from harness.observe.procfs import GuestObservations, HintingState
 from harness.pipeline import GuestFactory
 from harness.report.evidence import save_console, save_json
-from harness.scenarios.guest_checks import format_splats, judge_reading_again, observe, splats
+from harness.scenarios.guest_checks import observe, splats
 
 # Stock 6.1 reporting has no idle indicator; its worker runs 2 s after a request (and
 # reporting does not change MemFree: reported pages stay on the free lists).
@@ -42,7 +51,8 @@ class ScriptedGuest:
     spec: HintingSpec
     zone: str = ""
     first_state: HintingState | None = None
-    verdicts: list[str] = field(default_factory=list)
+    verdicts: list[tuple[str, Verdict]] = field(default_factory=list)  # (step, its verdict)
+    notes: list[str] = field(default_factory=list)  # verdict.txt: verdicts, reads again
     # known-splats patterns a step showed on purpose (a defect the revision keeps)
     expected_splats: set[str] = field(default_factory=set)
     # a step left the guest unable to answer on purpose (a kept defect that wedges it):
@@ -81,13 +91,16 @@ class ScriptedGuest:
         return obs
 
     def record(self, label: str, verdict: Verdict) -> Verdict:
+        """A verdict a step asserts: data for the step's test (the plugin makes it a JUnit
+        property) and a note in verdict.txt."""
+        self.verdicts.append((label, verdict))
         self.note(f"{label}\n{verdict}")
         return verdict
 
     def note(self, text: str) -> None:
         """Add to the evidence's verdict.txt (every idle point, and each read again)."""
-        self.verdicts.append(f"== {text}")
-        (self.evidence / "verdict.txt").write_text("\n".join(self.verdicts) + "\n")
+        self.notes.append(f"== {text}")
+        (self.evidence / "verdict.txt").write_text("\n".join(self.notes) + "\n")
 
 
 @contextmanager
@@ -109,11 +122,12 @@ def scripted_guest(
         finally:
             seen = dmesg.classify(vm.console_text()) if scripted.wedged else splats(vm)
             allowed = scripted.expected_splats | load_known_splats(revision.series)
-            found = [s for s in seen if not is_known(s.id, allowed)]
-            save_json(evidence / "splats.json", found)
+            save_json(evidence / "splats.json", [s for s in seen if not is_known(s.id, allowed)])
             save_console(evidence, vm.console_log)
     (evidence / "initrd.img").unlink(missing_ok=True)
-    assert not found, f"{revision.name}: kernel log problems:\n{format_splats(found)}"
+    kernel_log = Verdict((judge_kernel_log(seen, allowed),))
+    if not kernel_log.passed:
+        raise VerdictFailed("kernel log", kernel_log, revision.name)
 
 
 def snapshot_verdict(guest: ScriptedGuest, label: str) -> tuple[GuestObservations, Verdict]:
@@ -140,3 +154,18 @@ def idle_verdict(guest: ScriptedGuest, label: str) -> tuple[GuestObservations, V
 
     obs, verdict = judge_reading_again(read_and_judge, lambda note: guest.note(f"{label}: {note}"))
     return obs, guest.record(label, verdict)
+
+
+def hold_batches(guest: ScriptedGuest, delay_ms: int, why: str) -> None:
+    """Make the worker hold each batch `delay_ms` before react() (the series' test hook,
+    debugfs page_hinting/react_delay_ms); a revision without the hook fails the check
+    `react_delay_hook`, naming what the step then cannot do."""
+    took = set_react_delay(guest.vm, delay_ms)
+    verdict = verdict_of(
+        judge_step(
+            "react_delay_hook", took, f"debugfs page_hinting/react_delay_ms {delay_ms}: {why}"
+        )
+    )
+    if not took:
+        guest.record("holding batches out", verdict)
+        raise VerdictFailed("holding batches out", verdict, guest.revision.name)

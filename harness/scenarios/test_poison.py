@@ -14,11 +14,11 @@ from pathlib import Path
 
 from harness.build.known_splats import is_known, load_known_splats
 from harness.build.revisions import Revision
+from harness.judge import CORRUPTION, judge_kernel_log, judge_poisoned_guest, verdict_of
 from harness.pipeline import GuestFactory
 from harness.report.evidence import save_console, save_json
-from harness.scenarios.guest_checks import format_splats, observe, splats
+from harness.scenarios.guest_checks import observe, splats
 
-CORRUPTION = "pagealloc:memory_corruption"
 POISON_BOOT_TIMEOUT_S = 240.0  # poisoning writes every free page at boot, under TCG
 # One vCPU: v2 prints dozens of corruption reports here, and with two CPUs their lines
 # interleave on the console until the classifier cannot tell whose stack is whose.
@@ -26,7 +26,7 @@ POISON_SMP = 1
 
 
 def test_poisoned_guest_hints_only_if_the_defect_is_known(
-    debug_revision: Revision, new_guest: GuestFactory, evidence: Path
+    debug_revision: Revision, new_guest: GuestFactory, evidence: Path, judged
 ) -> None:
     with new_guest(
         debug_revision,
@@ -43,17 +43,12 @@ def test_poisoned_guest_hints_only_if_the_defect_is_known(
         save_json(evidence / "observations.json", obs)
         save_console(evidence, vm.console_log)
     save_json(evidence / "splats.json", found)
-    assert obs.hinting is not None, "debugfs page_hinting/state is missing"
     known = load_known_splats(debug_revision.series)
-    unknown = [s for s in found if not is_known(s.id, known)]
-    assert not unknown, f"{debug_revision.name}: unexpected problems:\n{format_splats(unknown)}"
-    if is_known(CORRUPTION, known):
-        assert any(s.id == CORRUPTION for s in found), (
-            f"{debug_revision.name} hints poisoned pages (a kept v2 defect) but no "
-            f"'pagealloc: memory corruption' was logged: the harness failed to expose it"
-        )
-    else:
-        assert not obs.hinting.device, (
-            f"{debug_revision.name}: page hinting is active on a poisoned guest whose host "
-            f"does not know the poison value (capacity {obs.hinting.capacity})"
-        )
+    keeps_defect = is_known(CORRUPTION, known)
+    # v2 keeps the defect: the corruption report must show (the harness exposes it)
+    verdict = verdict_of(
+        judge_kernel_log(found, known, [CORRUPTION] if keeps_defect else []),
+        judge_poisoned_guest(obs.hinting, keeps_defect),
+    )
+    judged("poisoned guest", verdict)
+    assert verdict.passed, f"{debug_revision.name}:\n{verdict}"
