@@ -30,12 +30,6 @@ from harness.pipeline import Pipeline, ssh_command
 
 WATCH_SECONDS = 0.5  # how often `boot` checks that its QEMU is still there
 BOOT_HOTPLUG_MIB = 2048  # room for pc-dimms a person adds over QMP
-# `run`'s pytest-xdist workers by default: one TCG guest per core of a 2-core laptop
-# (measured: the warm default suite 583 s serially, 342 s on two workers). Without the
-# debug kernels (2 vCPUs each) three single-vCPU guests fit two cores: one edited patch's
-# full verdict took 70 s on two workers and 59 s on three.
-DEFAULT_WORKERS = 2
-WORKERS_WITHOUT_DEBUG_GUESTS = 3
 
 
 def _revision(args: argparse.Namespace):
@@ -91,32 +85,18 @@ def cmd_boot(args: argparse.Namespace) -> int:
     return 1
 
 
-def default_workers(pytest_args: list[str], cpus: int | None) -> list[str]:
-    """`-n 2` (`-n 3` when the debug revisions are emptied) unless the user chose (`-n N`,
-    `-n 0` for serial, `-p no:xdist`), on a machine with 2 or more CPUs; the kernels are
-    built before the workers start."""
+def default_workers(pytest_args: list[str]) -> list[str]:
+    """`-n auto` unless the user chose (`-n N`, `-n 0` for serial, `-p no:xdist`): xdist
+    then asks the suite's plugin how many workers (harness/pytest_plugin/scheduling.py
+    `pytest_xdist_auto_num_workers`); the kernels are built before the workers start."""
     chosen = any(a == "no:xdist" or a.startswith(("-n", "--numprocesses")) for a in pytest_args)
-    if chosen or (cpus or 1) < DEFAULT_WORKERS:
-        return []
-    workers = DEFAULT_WORKERS if _runs_debug_guests(pytest_args) else WORKERS_WITHOUT_DEBUG_GUESTS
-    return ["-n", str(workers)]
-
-
-def _runs_debug_guests(pytest_args: list[str]) -> bool:
-    """False when the last --debug-revisions given is empty (`--debug-revisions ''`)."""
-    value = None
-    for index, arg in enumerate(pytest_args):
-        if arg == "--debug-revisions" and index + 1 < len(pytest_args):
-            value = pytest_args[index + 1]
-        elif arg.startswith("--debug-revisions="):
-            value = arg.split("=", 1)[1]
-    return value is None or bool(value.replace(",", "").strip())
+    return [] if chosen else ["-n", "auto"]
 
 
 def cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
     import pytest
 
-    workers = default_workers(pytest_args, os.cpu_count())
+    workers = default_workers(pytest_args)
     argv = [str(REPO_ROOT / "harness"), "-p", "no:cacheprovider", "-v", *workers, *pytest_args]
     return int(pytest.main([*suite_plugins(pytest_args, os.environ), *argv]))
 
@@ -153,7 +133,7 @@ def cmd_coverage(args: argparse.Namespace, pytest_args: list[str]) -> int:
         "--debug-revisions", f"{spec}+coverage" if args.debug else "",
         "--results", str(results),
     ]  # fmt: skip
-    workers = default_workers([*suite, *pytest_args], os.cpu_count())
+    workers = default_workers([*suite, *pytest_args])
     argv = [str(REPO_ROOT / "harness"), "-p", "no:cacheprovider", "-v", *workers]
     code = int(pytest.main([*suite_plugins(pytest_args, os.environ), *argv, *suite, *pytest_args]))
     collections = report.find_collections(results)

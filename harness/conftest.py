@@ -1,4 +1,4 @@
 """`pytest harness/` runs the scenario suite; its options, fixtures and hooks live in
-harness/pytest_plugin/plugin.py, loaded as a plugin."""
+harness/pytest_plugin/, loaded as a plugin."""
 
-pytest_plugins = ["harness.pytest_plugin.plugin"]
+pytest_plugins = ["harness.pytest_plugin"]

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from harness.core.paths import REPO_ROOT, cache_root
-from harness.pytest_plugin.plugin import DEFAULT_DEBUG_REVISIONS, DEFAULT_REVISIONS
+from harness.pytest_plugin.options import DEFAULT_DEBUG_REVISIONS, DEFAULT_REVISIONS
 
 WORKFLOWS = sorted((REPO_ROOT / ".github" / "workflows").glob("*.yml"))
 

@@ -41,9 +41,9 @@ from harness.guest.symbols import SymbolMap, describe_address, system_map_for
 from harness.guest.vm import HANG_REGISTERS, ConsoleWatcher, GuestVM, VMConfig, console_tail
 from harness.observe import dmesg
 from harness.pipeline import stock_kernel
-from harness.pytest_plugin.plugin import hang_check, is_infrastructure_fault
+from harness.pytest_plugin.outcomes import hang_check, is_infrastructure_fault
 
-PLUGIN = "harness.pytest_plugin.plugin"
+PLUGIN = "harness.pytest_plugin"
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hang"
 IDLE_RIP = 0xFFFFFFFF812EC8E3  # both captured vCPUs: halted in the idle loop

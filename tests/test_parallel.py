@@ -19,7 +19,7 @@ from harness.core.paths import REPO_ROOT
 from harness.drive.workloads import ReleaseMeasurement
 from harness.guest.ssh import pick_free_port
 from harness.observe.rss import RssSample
-from harness.pytest_plugin import plugin
+from harness.pytest_plugin import fixtures, results, scheduling, stash
 from harness.report.junit import ReportError, merge_shards
 from harness.report.session_data import (
     SESSION_DATA_FILE,
@@ -164,7 +164,7 @@ def test_tests_sharing_a_guest_are_one_xdist_group_per_module_and_revision() -> 
         FakeItem("c", "hinting-v2", "guest", module="y"),
         FakeItem("b", "hinting-v2", "guest"),
     ]
-    plugin._group_by_revision(items, "guest")  # type: ignore[arg-type]
+    scheduling._group_by_revision(items, "guest")  # type: ignore[arg-type]
     groups = {(i.name, i.callspec.params["revision"].name): i.marks for i in items}
     assert groups[("release", "stock")] == []
     expected = {
@@ -202,9 +202,9 @@ def test_single_guest_scenarios_join_their_revisions_guest_groups() -> None:
         FakeItem("test_two_zones", "stock", None, module="detection"),
         FakeItem("test_kconfig_has_the_mechanism", "v2", None, module="build"),
     ]
-    plugin._group_by_revision(items, "guest")  # type: ignore[arg-type]
-    plugin._group_by_revision(items, "lifecycle_guest")  # type: ignore[arg-type]
-    plugin._join_guest_groups(items)  # type: ignore[arg-type]
+    scheduling._group_by_revision(items, "guest")  # type: ignore[arg-type]
+    scheduling._group_by_revision(items, "lifecycle_guest")  # type: ignore[arg-type]
+    scheduling._join_guest_groups(items)  # type: ignore[arg-type]
     groups = {(i.name, i.callspec.params["revision"].name): [m.args[0] for m in i.marks]
               for i in items}  # fmt: skip
     assert groups[("test_negative_control_feature_off", "v2")] == ["guest-detection-v2"]
@@ -222,7 +222,7 @@ def test_the_controller_hands_out_work_in_the_suites_order(tmp_path: Path) -> No
     config.option.numprocesses = 2
     config.option.dist = "no"
     config.option.loadscopereorder = True
-    plugin.pytest_configure(config)
+    results.pytest_configure(config)
     assert config.option.dist == "loadgroup"
     assert config.option.loadscopereorder is False
 
@@ -234,7 +234,7 @@ def test_a_worker_tags_groups_even_when_only_n_was_given() -> None:
     config.workerinput = {"workerid": "gw0"}  # type: ignore[attr-defined]
     config.option.xmlpath = "/dev/null"
     config.option.dist = "no"
-    plugin.pytest_configure(config)
+    results.pytest_configure(config)
     assert config.option.loadgroup is True
 
 
@@ -257,11 +257,11 @@ def test_prebuild_builds_the_whole_matrix_in_order_and_leaves_failures_to_the_wo
         def build(self, revision) -> None:
             built.append(revision.name)
             if revision.name == "hinting-v2+debug":
-                raise plugin.HarnessError("make failed", "see the log")
+                raise scheduling.HarnessError("make failed", "see the log")
 
-    monkeypatch.setattr(plugin, "pipeline_from_options", lambda config: FakePipeline())
+    monkeypatch.setattr(scheduling, "pipeline_from_options", lambda config: FakePipeline())
     config = FakeConfig(**{"--revisions": "stock,hinting-v2", "--debug-revisions": "hinting-v2"})
-    seconds, failures = plugin.prebuild_kernels(config)  # type: ignore[arg-type]
+    seconds, failures = scheduling.prebuild_kernels(config)  # type: ignore[arg-type]
     assert built == ["stock", "hinting-v2", "hinting-v2+debug"]
     assert seconds >= 0
     assert "build of hinting-v2+debug failed" in caplog.text and "make failed" in caplog.text
@@ -285,43 +285,49 @@ def test_a_worker_raises_the_controllers_build_failure_instead_of_building(
     failed = {"type": "KconfigError", "message": "CONFIG_X dropped", "hint": "fix the fragment"}
     config = FakeConfig(**{"--kernel-source": None, "--accel": "tcg", "--guest-mem": 2048,
                            "--jobs": 3})  # fmt: skip
-    config.workerinput = {plugin.PREBUILD_FAILURES_KEY: {"stock": failed}}  # type: ignore[attr-defined]
-    pipeline = plugin.pipeline.__wrapped__(config)  # type: ignore[attr-defined]
+    config.workerinput = {stash.PREBUILD_FAILURES_KEY: {"stock": failed}}  # type: ignore[attr-defined]
+    pipeline = fixtures.pipeline.__wrapped__(config)  # type: ignore[attr-defined]
     assert isinstance(pipeline, Pipeline)
     for _ in range(2):
         with pytest.raises(KconfigError, match="CONFIG_X dropped") as raised:
             pipeline.build(resolve("stock"))
         assert raised.value.hint == "fix the fragment"
     # a class name that is no harness error (a tampered workerinput) is a plain HarnessError
-    odd = plugin.build_failure({"type": "SystemExit", "message": "m", "hint": "h"})
-    assert type(odd) is plugin.HarnessError
+    odd = scheduling.build_failure({"type": "SystemExit", "message": "m", "hint": "h"})
+    assert type(odd) is scheduling.HarnessError
 
 
 @pytest.mark.parametrize(
-    ("args", "cpus", "expected"),
+    ("args", "expected"),
     [
-        ([], 2, ["-n", "2"]),
-        ([], 8, ["-n", "2"]),
-        ([], 1, []),
-        ([], None, []),
-        (["-n", "0"], 2, []),
-        (["-n4"], 2, []),
-        (["--numprocesses=3"], 2, []),
-        (["-p", "no:xdist"], 2, []),
-        (["--revisions", "stock"], 2, ["-n", "2"]),
-        (["--revisions", "", "--debug-revisions", ""], 2, ["-n", "3"]),
-        (["--debug-revisions="], 2, ["-n", "3"]),
-        (["--debug-revisions", "", "--debug-revisions", "hinting-v2"], 2, ["-n", "2"]),
-        (["--debug-revisions", "hinting-v2"], 2, ["-n", "2"]),
-        (["--debug-revisions", ""], 1, []),
+        ([], ["-n", "auto"]),
+        (["-n", "0"], []),
+        (["-n4"], []),
+        (["--numprocesses=3"], []),
+        (["-p", "no:xdist"], []),
+        (["--revisions", "stock"], ["-n", "auto"]),
     ],
 )
-def test_run_uses_two_or_three_workers_unless_told(
-    args: list[str], cpus, expected: list[str]
+def test_run_leaves_the_worker_count_to_xdist_unless_told(
+    args: list[str], expected: list[str]
 ) -> None:
     from harness.cli import default_workers
 
-    assert default_workers(args, cpus) == expected
+    assert default_workers(args) == expected
+
+
+@pytest.mark.parametrize(
+    ("debug_revisions", "cpus", "workers"),
+    [("hinting-v2", 2, 2), ("hinting-v2", 8, 2), ("", 2, 3), ("hinting-v2", 1, 0), ("", None, 0)],
+)
+def test_auto_workers_are_two_or_three_or_none(
+    monkeypatch: pytest.MonkeyPatch, debug_revisions: str, cpus: int | None, workers: int
+) -> None:
+    """xdist's hook: two TCG guests on two cores, three without the 2-vCPU debug guests,
+    serial on one CPU."""
+    monkeypatch.setattr(scheduling.os, "cpu_count", lambda: cpus)
+    config = FakeConfig(**{"--debug-revisions": debug_revisions, "--kconfig": []})
+    assert scheduling.pytest_xdist_auto_num_workers(config) == workers  # type: ignore[arg-type]
 
 
 def test_run_loads_only_xdist_and_its_own_plugin() -> None:
@@ -353,4 +359,4 @@ def test_prebuild_only_when_the_whole_suite_runs(
     collect under xdist): then the workers build what their scenarios use."""
     options = {"collectonly": False, "keyword": "", "markexpr": "", **option}
     config = SimpleNamespace(args=args, option=SimpleNamespace(**options))
-    assert plugin.runs_the_whole_suite(config) is whole  # type: ignore[arg-type]
+    assert results.runs_the_whole_suite(config) is whole  # type: ignore[arg-type]

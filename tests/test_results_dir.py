@@ -16,7 +16,7 @@ import pytest
 from harness.core.paths import REPO_ROOT
 from harness.report import rundir
 
-PLUGIN = "harness.pytest_plugin.plugin"
+PLUGIN = "harness.pytest_plugin"
 
 
 def test_an_earlier_run_in_an_explicit_directory_is_moved_aside_never_deleted(
@@ -140,10 +140,10 @@ def run_scenario_plugin(tmp_path: Path, results: Path) -> subprocess.CompletedPr
         "    _panic(True)\n"
         "def test_panic_under_the_workload():\n"
         "    _panic(False)\n"
-        "import harness.pytest_plugin.plugin\n"
+        "import harness.pytest_plugin.outcomes as outcomes\n"
         "from harness.guest.vm import VMConfig\n"
         "def _zeroed_text_panic(tmp_path, control_boots):\n"
-        "    harness.pytest_plugin.plugin.boots_without_reporting = lambda config: control_boots\n"
+        "    outcomes.boots_without_reporting = lambda config: control_boots\n"
         "    console = tmp_path / 'console.log'\n"
         "    console.write_text('RIP: 0010:wait_for_initramfs+0x0/0x3b\\n'\n"
         "                       'Code: 00 00 00 <00> 00 00\\n')\n"

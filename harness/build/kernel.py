@@ -28,13 +28,13 @@ from typing import TextIO
 
 from harness.build import gcov_objects as coverage_objects
 from harness.build.gcov_objects import is_coverage_config, objects_to_profile
-from harness.core.errors import BuildError, HarnessError
-from harness.core.fsutil import atomic_directory
 from harness.build.kconfig import configure, merge_fragments
-from harness.core.paths import KCONFIG_DIR, cache_dir
-from harness.core.progress import step
 from harness.build.series import Series, apply_series
 from harness.build.source import KernelSource, make_worktree, run_git, worktree_path
+from harness.core.errors import BuildError, HarnessError
+from harness.core.fsutil import atomic_directory
+from harness.core.paths import KCONFIG_DIR, cache_dir
+from harness.core.progress import step
 
 log = logging.getLogger("harness.build.kernel")
 

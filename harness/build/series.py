@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from harness.build.source import run_git
 from harness.core.errors import PatchApplyError, SeriesError
 from harness.core.fsutil import atomic_directory
 from harness.core.paths import cache_dir
-from harness.build.source import run_git
 
 EMPTY_SERIES_NAME = "stock"
 # An mbox `From ` separator as git mailsplit recognises it: its last colon is in a time

@@ -87,8 +87,9 @@ class QemuDied(VMError):
 
 class GuestHung(VMError):
     """The guest stopped making progress while QEMU ran: no heartbeat (images/init's
-    ticker) for harness.guest.hang.HANG_SECONDS. A defect of the kernel under test, not of the
-    harness: the judge check `guest_responsive` fails (harness/pytest_plugin/plugin.py). The VM was
+    ticker) for harness.guest.hang.HANG_SECONDS. A defect of the kernel under test, not of
+    the harness: the judge check `guest_responsive` fails (harness/pytest_plugin/outcomes.py).
+    The VM was
     killed after its vCPUs were sampled: `detail` says where each one was, `registers` is
     the file with the register dumps; `step` is the scenario it hung in (the pytest plugin
     sets it: later steps on that guest are skipped as blocked)."""
