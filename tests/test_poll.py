@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from harness.core.poll import poll_until
 
 
@@ -22,3 +24,25 @@ def test_gives_up_at_the_deadline_with_the_last_value() -> None:
     assert not done and value == len(calls)
     assert 0.5 <= elapsed < 1.5
     assert len(calls) <= 7  # at least 0.1 s between probes, whatever the interval asked
+
+
+def test_a_wait_that_returns_early_is_called_between_rounds() -> None:
+    """`sleep` replaces time.sleep: it is asked for the round's pause (never below 0.1 s,
+    never past the deadline) and may return early when there is news."""
+    asked: list[float] = []
+    values = iter([0, 0, 1])
+    value, done = poll_until(lambda: next(values), bool, timeout=60, interval=5.0,
+                             sleep=asked.append)  # fmt: skip
+    assert (value, done) == (1, True)
+    assert len(asked) == 2 and all(0.1 <= seconds <= 5.0 for seconds in asked)
+
+
+def test_a_wait_that_raises_ends_the_poll() -> None:
+    class Hung(Exception):
+        pass
+
+    def hung(seconds: float) -> None:
+        raise Hung
+
+    with pytest.raises(Hung):
+        poll_until(lambda: 0, bool, timeout=60, sleep=hung)

@@ -16,9 +16,16 @@ def poll_until(
     *,
     timeout: float,
     interval: float = 0.5,
+    sleep: Callable[[float], object] = time.sleep,
 ) -> tuple[T, bool]:
     """Call `probe` every `interval` seconds until `done(value)` or `timeout` has passed;
-    returns the last value and whether it was done (the caller names the failure)."""
+    returns the last value and whether it was done (the caller names the failure).
+
+    `sleep(seconds)` passes the time between two rounds (at least MIN_INTERVAL_S, at most
+    `interval` and what is left): time.sleep by default, or a wait that returns early when
+    there is news (select() on an SSH channel, a QMP event arriving). It runs once per
+    round, so it is also where a wait looks at the world around it: one that raises (a
+    dead or hung guest) ends the poll with that error."""
     deadline = time.monotonic() + timeout
     while True:
         value = probe()
@@ -26,4 +33,4 @@ def poll_until(
             return value, True
         if time.monotonic() >= deadline:
             return value, False
-        time.sleep(max(MIN_INTERVAL_S, min(interval, deadline - time.monotonic())))
+        sleep(max(MIN_INTERVAL_S, min(interval, deadline - time.monotonic())))

@@ -19,11 +19,13 @@ from types import TracebackType
 import paramiko
 
 from harness.core.errors import SSHError
+from harness.core.poll import poll_until
 from harness.core.workers import worker_port_range
 
 # Waiting for guest output sleeps in select() on the channel (paramiko signals new stdout
 # data and the channel's close through its fileno); the cap bounds how late stderr-only
-# output or an exit status without a close is noticed. No 10 ms spinning on a 2-core host.
+# output or an exit status without a close is noticed. No 10 ms spinning on a 2-core host
+# (poll_until's floor, 0.1 s, is only the cap's: select() returns as soon as data comes).
 WAIT_CAP_SECONDS = 0.2
 RETRY_SECONDS = 0.25
 READ_CHUNK = 65536
@@ -103,25 +105,30 @@ class GuestSSH:
         rejected key is not: it will not get better.
         """
         deadline = time.monotonic() + timeout
-        last_error: Exception | None = None
-        while True:
+
+        def attempt() -> paramiko.SSHClient | Exception:
             try:
-                self._client = self._connect_once(max(1.0, deadline - time.monotonic()))
-                return
+                return self._connect_once(max(1.0, deadline - time.monotonic()))
             except paramiko.AuthenticationException as error:
                 raise self._error(
                     f"guest {self._where()} rejected the key for {self.user}: {error}",
                     "the per-run initrd must carry this key in /root/.ssh/authorized_keys",
                 ) from error
             except (paramiko.SSHException, OSError, EOFError) as error:
-                last_error = error
-            if time.monotonic() + RETRY_SECONDS >= deadline:
-                raise self._error(
-                    f"could not connect to guest {self._where()} within {timeout:.0f} s: "
-                    f"{last_error}",
-                    "look at the console log: did dropbear start and eth0 come up?",
-                ) from last_error
-            time.sleep(RETRY_SECONDS)
+                return error  # the guest is still booting: try again
+
+        outcome, _ = poll_until(
+            attempt,
+            lambda got: isinstance(got, paramiko.SSHClient),
+            timeout=timeout,
+            interval=RETRY_SECONDS,
+        )
+        if not isinstance(outcome, paramiko.SSHClient):
+            raise self._error(
+                f"could not connect to guest {self._where()} within {timeout:.0f} s: {outcome}",
+                "look at the console log: did dropbear start and eth0 come up?",
+            ) from outcome
+        self._client = outcome
 
     def _connect_once(self, timeout: float) -> paramiko.SSHClient:
         client = paramiko.SSHClient()
@@ -170,18 +177,21 @@ class GuestSSH:
     def run(self, command: str, timeout: float = 60.0) -> CommandResult:
         """Run `command` in the guest shell; SSHError if it takes longer than `timeout`."""
         channel = self._open_channel(command)
-        deadline = time.monotonic() + timeout
         stdout, stderr = bytearray(), bytearray()
         try:
-            while not _drain(channel, stdout, stderr):
-                if time.monotonic() > deadline:
-                    raise self._error(
-                        f"guest command timed out after {timeout:.0f} s: {command}\n"
-                        f"stdout so far: {_tail(stdout)}\nstderr so far: {_tail(stderr)}",
-                        "raise the timeout, or check that the command cannot block",
-                    )
-                _wait_for_output(channel, deadline)
-                self.check_while_waiting()
+            _, finished = poll_until(
+                lambda: _drain(channel, stdout, stderr),
+                bool,
+                timeout=timeout,
+                interval=WAIT_CAP_SECONDS,
+                sleep=self.output_wait(channel),
+            )
+            if not finished:
+                raise self._error(
+                    f"guest command timed out after {timeout:.0f} s: {command}\n"
+                    f"stdout so far: {_tail(stdout)}\nstderr so far: {_tail(stderr)}",
+                    "raise the timeout, or check that the command cannot block",
+                )
             if channel.recv_exit_status() == -1 and not self.connected:
                 raise self._dropped(command)
             return CommandResult(
@@ -236,12 +246,23 @@ class GuestSSH:
         if self.check_peer is not None:
             self.check_peer(0.0)
 
+    def output_wait(self, channel: paramiko.Channel) -> Callable[[float], None]:
+        """A pause for poll_until while a command's output is awaited: until the channel
+        has stdout data or closes, or the pause is over; then the peer is checked."""
+
+        def wait(seconds: float) -> None:
+            select.select([channel], [], [], seconds)
+            self.check_while_waiting()
+
+        return wait
+
     def _await_peer_verdict(self, seconds: float) -> None:
         """Give check_peer `seconds` to raise (a hang it is about to see); return if not."""
-        deadline = time.monotonic() + seconds
-        while self.check_peer is not None and time.monotonic() < deadline:
-            self.check_peer(0.0)
-            time.sleep(RETRY_SECONDS)
+        if self.check_peer is not None:
+            # Never done: only check_peer ends it early, by raising.
+            poll_until(
+                self.check_while_waiting, lambda _: False, timeout=seconds, interval=RETRY_SECONDS
+            )
 
     # ----------------------------------------------------------------- errors
 
@@ -292,27 +313,32 @@ class RemoteProcess:
 
     def read_line(self, timeout: float = 60.0) -> str:
         """The next stdout line without its newline; "" once stdout is closed (EOF)."""
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._stdout:
-            finished = _drain(self._channel, self._stdout, self._stderr)
-            if b"\n" in self._stdout:
-                break
-            if finished or (self._channel.eof_received and not self._channel.recv_ready()):
-                if not self._ssh.connected:
-                    raise self._ssh._dropped(self.command)
-                line, self._stdout = bytes(self._stdout), bytearray()
-                return line.decode(errors="replace")
 
-            if time.monotonic() > deadline:
-                raise self._ssh._error(
-                    f"no line from {self.command!r} within {timeout:.0f} s; "
-                    f"partial stdout: {_tail(self._stdout)}; stderr: {_tail(self._stderr)}",
-                    "check that the program flushes its output and is not stuck",
-                )
-            _wait_for_output(self._channel, deadline)
-            self._ssh.check_while_waiting()
-        line, _, rest = bytes(self._stdout).partition(b"\n")
-        self._stdout = bytearray(rest)
+        def line_or_end() -> bool:
+            finished = _drain(self._channel, self._stdout, self._stderr)
+            ended = self._channel.eof_received and not self._channel.recv_ready()
+            return b"\n" in self._stdout or finished or ended
+
+        _, ready = poll_until(
+            line_or_end,
+            bool,
+            timeout=timeout,
+            interval=WAIT_CAP_SECONDS,
+            sleep=self._ssh.output_wait(self._channel),
+        )
+        if b"\n" in self._stdout:
+            line, _, rest = bytes(self._stdout).partition(b"\n")
+            self._stdout = bytearray(rest)
+            return line.decode(errors="replace")
+        if not ready:
+            raise self._ssh._error(
+                f"no line from {self.command!r} within {timeout:.0f} s; "
+                f"partial stdout: {_tail(self._stdout)}; stderr: {_tail(self._stderr)}",
+                "check that the program flushes its output and is not stuck",
+            )
+        if not self._ssh.connected:  # stdout ended because the connection did
+            raise self._ssh._dropped(self.command)
+        line, self._stdout = bytes(self._stdout), bytearray()
         return line.decode(errors="replace")
 
     def expect_line(self, expected: str, timeout: float = 60.0) -> str:
@@ -335,18 +361,21 @@ class RemoteProcess:
     def wait(self, timeout: float = 60.0) -> CommandResult:
         """Close its stdin and wait for the program to exit; returns everything it printed
         that was not read. (A program still waiting for a line takes EOF for one.)"""
-        deadline = time.monotonic() + timeout
         if not self._channel.closed:
             with contextlib.suppress(paramiko.SSHException, OSError, EOFError):
                 self.close_stdin()  # a broken connection shows in the drain below
-        while not _drain(self._channel, self._stdout, self._stderr):
-            if time.monotonic() > deadline:
-                raise self._ssh._error(
-                    f"{self.command!r} did not exit within {timeout:.0f} s of its stdin closing",
-                    "look at what it was doing on the guest console, or kill() it",
-                )
-            _wait_for_output(self._channel, deadline)
-            self._ssh.check_while_waiting()
+        _, finished = poll_until(
+            lambda: _drain(self._channel, self._stdout, self._stderr),
+            bool,
+            timeout=timeout,
+            interval=WAIT_CAP_SECONDS,
+            sleep=self._ssh.output_wait(self._channel),
+        )
+        if not finished:
+            raise self._ssh._error(
+                f"{self.command!r} did not exit within {timeout:.0f} s of its stdin closing",
+                "look at what it was doing on the guest console, or kill() it",
+            )
         self._finished = True
         if self._channel.recv_exit_status() == -1 and not self._ssh.connected:
             raise self._ssh._dropped(self.command)
@@ -383,12 +412,6 @@ def _close_quietly(channel: paramiko.Channel) -> None:
     raised already says why."""
     with contextlib.suppress(paramiko.SSHException, OSError, EOFError):
         channel.close()
-
-
-def _wait_for_output(channel: paramiko.Channel, deadline: float) -> None:
-    """Sleep until the channel has stdout data or closes, the cap, or the deadline."""
-    timeout = max(0.0, min(WAIT_CAP_SECONDS, deadline - time.monotonic()))
-    select.select([channel], [], [], timeout)
 
 
 def _drain(channel: paramiko.Channel, stdout: bytearray, stderr: bytearray) -> bool:
