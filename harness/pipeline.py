@@ -19,9 +19,10 @@ from harness.build.revisions import STOCK, Revision
 from harness.build.series import load_series
 from harness.core.errors import HarnessError
 from harness.guest import accel, image
+from harness.guest.cmdline import VMConfig, qemu_binary_version
 from harness.guest.session import Guest
 from harness.guest.ssh import GuestSSH, generate_run_key
-from harness.guest.vm import GuestVM, VMConfig, qemu_binary_version
+from harness.guest.vm import GuestVM
 from harness.observe.gcov import collect, next_collection
 from harness.report.reply import ReplyContext
 

@@ -22,6 +22,8 @@ from helpers import process_gone
 from harness.campaigns.mutants import catching_check, classify
 from harness.core.errors import GuestHung
 from harness.core.poll import poll_until
+from harness.guest.cmdline import VMConfig
+from harness.guest.console import ConsoleWatcher, console_tail
 from harness.guest.hang import (
     Heartbeat,
     Registers,
@@ -38,7 +40,7 @@ from harness.guest.hang import (
 from harness.guest.session import Guest
 from harness.guest.ssh import RunKey
 from harness.guest.symbols import SymbolMap, describe_address, system_map_for
-from harness.guest.vm import HANG_REGISTERS, ConsoleWatcher, GuestVM, VMConfig, console_tail
+from harness.guest.vm import HANG_REGISTERS, GuestVM
 from harness.observe import dmesg
 from harness.pipeline import stock_kernel
 from harness.pytest_plugin.outcomes import hang_check, is_infrastructure_fault

@@ -26,16 +26,10 @@ from harness.drive.lifecycle import (
     unplug_balloon,
 )
 from harness.drive.workloads import read_meminfo
+from harness.guest.cmdline import BALLOON_PORT, QemuPaths, VMConfig, build_qemu_command
 from harness.guest.session import Guest
 from harness.guest.ssh import RunKey
-from harness.guest.vm import (
-    BALLOON_PORT,
-    GuestVM,
-    QemuPaths,
-    VMConfig,
-    build_qemu_command,
-    exit_description,
-)
+from harness.guest.vm import GuestVM, exit_description
 from harness.pipeline import stock_kernel
 
 MEM_MIB = 512

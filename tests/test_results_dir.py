@@ -141,7 +141,7 @@ def run_scenario_plugin(tmp_path: Path, results: Path) -> subprocess.CompletedPr
         "def test_panic_under_the_workload():\n"
         "    _panic(False)\n"
         "import harness.pytest_plugin.outcomes as outcomes\n"
-        "from harness.guest.vm import VMConfig\n"
+        "from harness.guest.cmdline import VMConfig\n"
         "def _zeroed_text_panic(tmp_path, control_boots):\n"
         "    outcomes.boots_without_reporting = lambda config: control_boots\n"
         "    console = tmp_path / 'console.log'\n"

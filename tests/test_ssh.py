@@ -13,9 +13,10 @@ import pytest
 
 from harness.core.errors import SSHError
 from harness.guest import image
+from harness.guest.cmdline import VMConfig
 from harness.guest.session import Guest
 from harness.guest.ssh import GuestSSH, generate_run_key, pick_free_port, port_is_free
-from harness.guest.vm import GuestVM, VMConfig
+from harness.guest.vm import GuestVM
 from harness.pipeline import stock_kernel
 
 

@@ -20,18 +20,16 @@ from harness.core.errors import (
     VMError,
     VMLaunchFailure,
 )
-from harness.guest.session import Guest
-from harness.guest.ssh import RunKey
-from harness.guest.vm import (
-    CONTROL_BOOT_DIR,
-    GuestVM,
+from harness.guest.cmdline import (
     QemuPaths,
     VMConfig,
     asynchronous_reports,
-    boots_without_reporting,
     build_qemu_command,
     device_properties,
 )
+from harness.guest.session import Guest
+from harness.guest.ssh import RunKey
+from harness.guest.vm import CONTROL_BOOT_DIR, GuestVM, boots_without_reporting
 from harness.pipeline import stock_kernel
 
 PATHS = QemuPaths(Path("/w/console.log"), Path("/w/qemu.log"), Path("/w/qmp.sock"))
@@ -113,11 +111,11 @@ def test_reports_are_asynchronous_only_with_kvm_and_a_balloon_ioeventfd(
     """With KVM and a QEMU whose virtio-balloon-pci has `ioeventfd`, the harness asks for it:
     QEMU then acts on a report while the guest runs on (a slow host). Under TCG never."""
     monkeypatch.setattr(
-        "harness.guest.vm.device_properties", lambda qemu, driver: frozenset({"ioeventfd"})
+        "harness.guest.cmdline.device_properties", lambda qemu, driver: frozenset({"ioeventfd"})
     )
     assert "ioeventfd=on" in balloon_word(config_for(tmp_path, accel="kvm"))
     assert "ioeventfd" not in balloon_word(config_for(tmp_path, accel="tcg"))
-    monkeypatch.setattr("harness.guest.vm.device_properties", lambda qemu, driver: frozenset())
+    monkeypatch.setattr("harness.guest.cmdline.device_properties", lambda qemu, driver: frozenset())
     assert "ioeventfd" not in balloon_word(config_for(tmp_path, accel="kvm"))
 
 

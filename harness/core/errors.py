@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from harness.guest.vm import VMConfig
+    from harness.guest.cmdline import VMConfig
 
 
 class HarnessError(Exception):

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from harness.core.errors import QmpUnsupported, VMError
 from harness.core.poll import poll_until
 from harness.core.units import MiB
-from harness.guest.session import Guest
-from harness.guest.vm import (
+from harness.guest.cmdline import (
     BALLOON_DRIVER,
     BALLOON_ID,
-    GuestVM,
     balloon_properties,
     hotpluggable_balloon,
 )
+from harness.guest.session import Guest
+from harness.guest.vm import GuestVM
 
 UNPLUG_TIMEOUT_S = 60.0
 BALLOON_TIMEOUT_S = 120.0  # inflating 512 MiB page by page under TCG takes seconds

@@ -28,7 +28,8 @@ from harness.core.fsutil import atomic_directory
 from harness.core.paths import IMAGES_DIR, cache_dir, cache_root
 from harness.core.progress import step
 from harness.core.tools import run_logged, tool_failure
-from harness.guest.vm import QEMU_BINARY, accel_args, exit_description
+from harness.guest.cmdline import QEMU_BINARY, accel_args
+from harness.guest.vm import exit_description
 
 log = logging.getLogger("harness")
 

@@ -1,8 +1,8 @@
 """Hang triage: the guest's heartbeat, and where its vCPUs are once it stops.
 
-images/init prints `PHH-TICK <uptime>` every TICK_SECONDS through the kernel log; the console
-watcher (harness.guest.vm.ConsoleWatcher) hands every tick to the VM's `Heartbeat`. A guest that
-ticked since its last boot and then stays silent for HANG_SECONDS is hung:
+images/init prints `PHH-TICK <uptime>` every TICK_SECONDS through the kernel log; the
+console watcher (harness.guest.console.ConsoleWatcher) hands every tick to the VM's
+`Heartbeat`. A guest that ticked since its last boot and then stays silent for HANG_SECONDS is hung:
 `GuestVM.check_responsive` (which GuestSSH calls while it waits) then samples every vCPU over
 QMP (`sample_vcpus`: `query-cpus-fast`, then `info registers` per vCPU, SAMPLES times),
 says where each one is with the build's System.map (`describe_vcpus`), keeps the register

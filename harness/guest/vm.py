@@ -1,11 +1,12 @@
-"""GuestVM: one QEMU process, owned from launch to kill, with console watch and QMP (the SSH
-session into the guest is harness.guest.session's, beside it).
+"""GuestVM: one QEMU process, owned from launch to kill, and its boot (the SSH session into
+the guest is harness.guest.session's, beside it).
 
-Lifecycle: check the port and the binary, launch QEMU (console to workdir/console.log,
-watched by a thread), wait for the ready marker "PHH-READY <boot-id>" that images/init prints;
-on exit ask QEMU to quit over QMP, then SIGKILL if it lingers. Every path (exceptions,
-KeyboardInterrupt, a forgotten close, interpreter exit, even the death of the Python process
-via PR_SET_PDEATHSIG) ends with the QEMU process gone.
+Lifecycle: check the port and the binary, launch QEMU with the command line of
+harness/guest/cmdline.py (console to workdir/console.log, watched by harness/guest/console.py's
+thread), wait for the ready marker "PHH-READY <boot-id>" that images/init prints; on exit ask
+QEMU to quit over QMP (harness/guest/qmp.py), then SIGKILL if it lingers. Every path
+(exceptions, KeyboardInterrupt, a forgotten close, interpreter exit, even the death of the
+Python process via PR_SET_PDEATHSIG) ends with the QEMU process gone.
 
 While the guest runs, the watcher follows its heartbeat (images/init's "PHH-TICK" lines):
 `check_responsive` takes a guest silent for `hang_seconds` for hung, says where its vCPUs
@@ -14,25 +15,20 @@ are (GuestHung, harness/guest/hang.py) and kills it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
-import functools
 import re
 import shutil
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 import weakref
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-
-from qemu.qmp import ExecuteError, QMPClient, QMPError
 
 from harness.core.errors import (
     GuestHung,
@@ -41,167 +37,73 @@ from harness.core.errors import (
     PortInUse,
     QemuDied,
     QemuMissing,
-    QmpUnsupported,
     VMError,
     VMLaunchFailure,
 )
+from harness.core.poll import poll_until
 from harness.core.progress import add_time
-from harness.guest.hang import (
-    HANG_SECONDS,
-    Heartbeat,
-    format_dump,
-    hang_detail,
-    is_tick,
-    sample_vcpus,
+from harness.guest.cmdline import (
+    BALLOON_DRIVER,
+    BALLOON_ID,
+    BALLOON_PORT,
+    FORWARD_HOST,
+    QEMU_BINARY,
+    QemuPaths,
+    VMConfig,
+    accel_args,
+    asynchronous_reports,
+    balloon_properties,
+    build_qemu_command,
+    device_properties,
+    hotpluggable_balloon,
+    qemu_binary_version,
 )
+from harness.guest.console import (
+    CONSOLE_TAIL_LINES,
+    FATAL_CONSOLE,
+    ConsoleWatcher,
+    console_tail,
+    read_console,
+    ready_marker,
+)
+from harness.guest.hang import Heartbeat, format_dump, hang_detail, sample_vcpus
+from harness.guest.qmp import Monitor
 from harness.guest.ssh import pick_free_port, port_is_free
 from harness.guest.symbols import SymbolMap, system_map_for
 
-QEMU_BINARY = "qemu-system-x86_64"
-READY_PREFIX = "PHH-READY"
-GUEST_SSH_PORT = 22
-# Console lines that mean the boot is lost (checked until the ready marker appears).
-FATAL_CONSOLE = re.compile(r"Kernel panic - not syncing|\bOops\b|\bBUG: ")
 # QEMU stderr lines that mean the accelerator cannot run this guest: fail fast, do not wait.
 FATAL_QEMU_OUTPUT = re.compile(r"KVM internal error|emulation failure|Could not access KVM")
-POLL_SECONDS = 0.05
+BOOT_POLL_SECONDS = 0.1  # how often a boot (or a reset) is looked at
 PANIC_GRACE_SECONDS = 1.0
-QMP_TIMEOUT_SECONDS = 10.0
-# A QMP event wait looks at the heartbeat this often (a hung guest never sends the event).
+# A QMP event wait looks at the heartbeat at least this often (a hung guest never sends it).
 EVENT_SLICE_SECONDS = 1.0
 HANG_REGISTERS = "hang-registers.txt"  # in the workdir: the register dumps of a hang
-CONSOLE_TAIL_LINES = 40
 UNIX_SOCKET_MAX = 100  # sun_path is 108 bytes
-# The balloon sits behind its own PCIe root port on q35, so that it can be unplugged and
-# plugged again (ACPI PCI hotplug: the guest kernel needs ACPI and HOTPLUG_PCI_ACPI).
-BALLOON_ID = "balloon0"
-BALLOON_PORT = "hotplug-port"
-BALLOON_DRIVER = "virtio-balloon-pci"
 
-
-@dataclass
-class VMConfig:
-    """What to boot and how (`ssh_port`: the host port forwarded to the guest's SSH)."""
-
-    kernel: Path
-    initrd: Path
-    workdir: Path
-    memory_mib: int = 2048
-    smp: int = 1
-    accel: str = "tcg"
-    balloon: bool = True
-    free_page_reporting: bool = True
-    balloon_page_poison: bool = True  # QEMU's default; off: the host learns no poison value
-    ssh_port: int | None = None
-    boot_timeout: float = 60.0
-    extra_cmdline: str = ""
-    machine: str = "q35"
-    qemu_binary: str = QEMU_BINARY
-    shutdown_timeout: float = 10.0
-    # Memory hotplug: room for this much more memory in `memory_slots` pc-dimm slots.
-    hotplug_mib: int = 0
-    memory_slots: int = 2
-    timing_phase: str = "boot"  # where the boot time counts in the run's breakdown ("": nowhere)
-    hang_seconds: float = HANG_SECONDS  # heartbeat silence after which the guest is hung
-
-
-@dataclass(frozen=True)
-class QemuPaths:
-    """Files of one QEMU run."""
-
-    console_log: Path
-    qemu_log: Path
-    qmp_socket: Path
-
-
-def kernel_cmdline(config: VMConfig, boot_id: str) -> str:
-    words = ["console=ttyS0", "panic=-1", *config.extra_cmdline.split(), f"phh.boot={boot_id}"]
-    return " ".join(words)
-
-
-def _opt(value: Path | str) -> str:
-    """Escape a value for QEMU's key=value option syntax (a comma is written twice)."""
-    return str(value).replace(",", ",,")
-
-
-def accel_args(accel: str) -> list[str]:
-    if accel == "kvm":
-        return ["-accel", "kvm", "-cpu", "host"]
-    if accel == "tcg":
-        return ["-accel", "tcg"]
-    raise ValueError(f"unknown accelerator {accel!r} (expected 'kvm' or 'tcg')")
-
-
-def balloon_properties(config: VMConfig) -> dict[str, object]:
-    """The balloon's -device properties (device_add takes the same ones)."""
-    props: dict[str, object] = {"id": BALLOON_ID, "free-page-reporting": config.free_page_reporting}
-    if asynchronous_reports(config.accel, config.qemu_binary):
-        props["ioeventfd"] = True
-    if not config.balloon_page_poison:
-        # QEMU then does not offer VIRTIO_BALLOON_F_PAGE_POISON: a poisoning guest cannot
-        # tell the host its poison value (the poison scenario needs exactly that).
-        props["page-poison"] = False
-    if hotpluggable_balloon(config):
-        props["bus"] = BALLOON_PORT
-    return props
-
-
-def asynchronous_reports(accel: str, qemu_binary: str = QEMU_BINARY) -> bool:
-    """Whether QEMU acts on a free page report while the guest runs on (a slow host, as a
-    real one is), rather than inside the guest's notification. That takes an ioeventfd:
-    KVM only (virtio-pci enables them when KVM has them), and a virtio-balloon-pci that
-    has the property (QEMU 7.2's has none: with it, KVM too handles the kick in the vCPU
-    thread). Under TCG the answer is always no (patches/hinting-v2/NOTES.md)."""
-    return accel == "kvm" and "ioeventfd" in device_properties(qemu_binary, BALLOON_DRIVER)
-
-
-@functools.cache
-def qemu_binary_version(qemu_binary: str = QEMU_BINARY) -> str:
-    """`qemu --version`'s first line without the prefix, e.g. "7.2.22 (Debian 1:7.2+...)"."""
-    out = subprocess.run(
-        [qemu_binary, "--version"], capture_output=True, text=True, timeout=30, check=True
-    ).stdout
-    return out.splitlines()[0].removeprefix("QEMU emulator version ").strip()
-
-
-@functools.cache
-def device_properties(qemu_binary: str, driver: str) -> frozenset[str]:
-    """The property names `qemu -device DRIVER,help` lists (empty if QEMU cannot say)."""
-    try:
-        listing = subprocess.run(
-            [qemu_binary, "-device", f"{driver},help"],
-            capture_output=True, text=True, timeout=30, check=False,
-        ).stdout  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired):
-        return frozenset()
-    return frozenset(m[1] for m in re.finditer(r"^\s+([\w-]+)=", listing, re.MULTILINE))
-
-
-def hotpluggable_balloon(config: VMConfig) -> bool:
-    return config.machine.startswith("q35")
-
-
-def balloon_args(config: VMConfig) -> list[str]:
-    """The balloon (behind a root port on q35, see BALLOON_PORT); the port stays when the
-    balloon is off, so that one can be plugged in later."""
-    args: list[str] = []
-    if hotpluggable_balloon(config):
-        args += ["-device", f"pcie-root-port,id={BALLOON_PORT},bus=pcie.0,chassis=1"]
-    if not config.balloon:
-        return args
-    words = [BALLOON_DRIVER]
-    for key, value in balloon_properties(config).items():
-        if isinstance(value, bool):
-            value = "on" if value else "off"
-        words.append(f"{key}={_opt(str(value))}")
-    return [*args, "-device", ",".join(words)]
-
-
-def memory_args(config: VMConfig) -> list[str]:
-    if not config.hotplug_mib:
-        return ["-m", str(config.memory_mib)]
-    maxmem = config.memory_mib + config.hotplug_mib
-    return ["-m", f"{config.memory_mib},slots={config.memory_slots},maxmem={maxmem}M"]
+# This module's own names, and those that moved to cmdline.py and console.py (still
+# importable from here).
+__all__ = [
+    "BALLOON_DRIVER",
+    "BALLOON_ID",
+    "BALLOON_PORT",
+    "CONTROL_BOOT_DIR",
+    "HANG_REGISTERS",
+    "QEMU_BINARY",
+    "ConsoleWatcher",
+    "GuestVM",
+    "QemuPaths",
+    "VMConfig",
+    "accel_args",
+    "asynchronous_reports",
+    "balloon_properties",
+    "boots_without_reporting",
+    "build_qemu_command",
+    "console_tail",
+    "device_properties",
+    "exit_description",
+    "hotpluggable_balloon",
+    "qemu_binary_version",
+]
 
 
 def exit_description(returncode: int) -> str:
@@ -213,36 +115,6 @@ def exit_description(returncode: int) -> str:
             name = "an unknown signal"
         return f"killed by signal {name} ({-returncode})"
     return f"exited with status {returncode}"
-
-
-def build_qemu_command(
-    config: VMConfig, ssh_port: int, boot_id: str, paths: QemuPaths
-) -> list[str]:
-    """The complete QEMU command line (pure: no I/O)."""
-    forward = f"tcp:127.0.0.1:{ssh_port}-:{GUEST_SSH_PORT}"
-    return [
-        config.qemu_binary,
-        "-machine", config.machine,
-        *accel_args(config.accel),
-        *memory_args(config),
-        "-smp", str(config.smp),
-        "-nographic", "-nodefaults", "-no-user-config", "-no-reboot",
-        "-kernel", str(config.kernel),
-        "-initrd", str(config.initrd),
-        "-append", kernel_cmdline(config, boot_id),
-        "-chardev", f"file,id=console0,path={_opt(paths.console_log)}",
-        "-serial", "chardev:console0",
-        "-chardev", f"socket,id=qmp0,path={_opt(paths.qmp_socket)},server=on,wait=off",
-        "-mon", "chardev=qmp0,mode=control",
-        "-netdev", f"user,id=n0,restrict=on,hostfwd={forward}",
-        "-device", "virtio-net-pci,netdev=n0",
-        *balloon_args(config),
-    ]  # fmt: skip
-
-
-def console_tail(text: str, lines: int = CONSOLE_TAIL_LINES) -> str:
-    """The last `lines` lines, heartbeat ticks left out (an idle guest's would fill it)."""
-    return "\n".join([line for line in text.splitlines() if not is_tick(line)][-lines:])
 
 
 # Loaded up front: the child between fork and exec must not run the dynamic loader.
@@ -267,105 +139,6 @@ def _kill_process(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=10)
 
 
-class ConsoleWatcher(threading.Thread):
-    """Follows console.log line by line: flags the ready marker and the first fatal message,
-    and hands the boots' ready markers and the ticks to `heartbeat`.
-
-    It keeps watching after the guest is ready, so a later panic or oops is noticed too
-    (`fatal_line`, `fatal_after_ready`).
-    """
-
-    def __init__(self, path: Path, boot_id: str, heartbeat: Heartbeat | None = None) -> None:
-        super().__init__(name=f"console-{boot_id}", daemon=True)
-        self.path = path
-        self._marker = f"{READY_PREFIX} {boot_id}"
-        self.ready = threading.Event()
-        self.ready_count = 0  # one per boot: a reset guest prints the marker again
-        self.fatal = threading.Event()
-        self.fatal_line: str | None = None
-        self.fatal_after_ready = False
-        self.heartbeat = heartbeat if heartbeat is not None else Heartbeat()
-        self._stop_event = threading.Event()
-        self._partial = b""
-
-    def run(self) -> None:
-        offset = 0
-        while not self._stop_event.is_set():
-            offset = self._read_new(offset)
-            self._stop_event.wait(POLL_SECONDS)
-        self._read_new(offset)
-
-    def _read_new(self, offset: int) -> int:
-        try:
-            with open(self.path, "rb") as console:
-                console.seek(offset)
-                chunk = console.read()
-        except FileNotFoundError:
-            return offset
-        *lines, self._partial = (self._partial + chunk).split(b"\n")
-        for line in lines:
-            self._check_line(line.decode(errors="replace").rstrip("\r"))
-        return offset + len(chunk)
-
-    def _check_line(self, line: str) -> None:
-        if line.strip() == self._marker:
-            self.ready_count += 1
-            self.heartbeat.booted()
-            self.ready.set()
-        elif is_tick(line):
-            self.heartbeat.tick()
-        elif self.fatal_line is None and FATAL_CONSOLE.search(line):
-            self.fatal_line = line
-            self.fatal_after_ready = self.ready.is_set()
-            self.fatal.set()
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        if self.is_alive() and threading.current_thread() is not self:
-            self.join(timeout=5)
-
-
-class QMPConnection:
-    """A thin synchronous facade over qemu.qmp's async QMPClient, on a private event loop."""
-
-    def __init__(self, socket_path: Path, timeout: float = QMP_TIMEOUT_SECONDS) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._client = QMPClient("phh")
-        self._timeout = timeout
-        try:
-            self._run(self._client.connect(str(socket_path)))
-        except BaseException:
-            self._loop.close()
-            raise
-
-    def _run(self, awaitable: Any) -> Any:
-        return self._loop.run_until_complete(asyncio.wait_for(awaitable, self._timeout))
-
-    def execute(self, command: str, arguments: dict[str, object] | None = None) -> Any:
-        return self._run(self._client.execute(command, arguments))
-
-    def forget_events(self) -> None:
-        """Drop the events received so far (so that a wait sees only later ones)."""
-        self._client.events.clear()
-
-    def wait_event(self, name: str, match: dict[str, object], timeout: float) -> dict:
-        """The next event called `name` whose data has the items of `match`."""
-
-        async def next_matching() -> dict:
-            while True:
-                event = await self._client.events.get()
-                data = event.get("data", {})
-                if event["event"] == name and all(data.get(k) == v for k, v in match.items()):
-                    return dict(event)
-
-        return self._loop.run_until_complete(asyncio.wait_for(next_matching(), timeout))
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._run(self._client.disconnect())
-        self._loop.close()
-
-
 class GuestVM:
     """A context manager owning one QEMU process (see the module docstring)."""
 
@@ -378,9 +151,8 @@ class GuestVM:
         self._process: subprocess.Popen[bytes] | None = None
         self._finalizer: weakref.finalize | None = None
         self._watcher: ConsoleWatcher | None = None
-        self._qmp: QMPConnection | None = None
+        self._qmp: Monitor | None = None
         self._private_dir: Path | None = None
-        self._qemu_version: str | None = None
         self.heartbeat = Heartbeat(config.hang_seconds)
         self.hang: GuestHung | None = None  # set once the guest was found hung (and killed)
         self.paths = self._make_paths()
@@ -409,7 +181,7 @@ class GuestVM:
         try:
             launched = time.monotonic()
             self._launch()
-            self._wait_until_ready(launched + self.config.boot_timeout)
+            self._wait_until_ready(self.config.boot_timeout)
             self.boot_seconds = time.monotonic() - launched
             if self.config.timing_phase:
                 add_time(self.config.timing_phase, self.boot_seconds)
@@ -439,14 +211,16 @@ class GuestVM:
         for what, path in (("kernel", config.kernel), ("initrd", config.initrd)):
             if not Path(path).is_file():
                 raise VMLaunchFailure(f"{what} {path} does not exist", f"build the {what} first")
-        if config.ssh_port is not None and not port_is_free(config.ssh_port):
+        if config.ssh_port is not None and not port_is_free(config.ssh_port, FORWARD_HOST):
             raise PortInUse(
-                f"127.0.0.1:{config.ssh_port} (requested SSH forward port) is already in use",
+                f"{FORWARD_HOST}:{config.ssh_port} (requested SSH forward port) is already in use",
                 "pick another ssh_port, or leave it None to get a free one",
             )
 
     def _choose_port(self) -> int:
-        return self.config.ssh_port if self.config.ssh_port is not None else pick_free_port()
+        if self.config.ssh_port is not None:
+            return self.config.ssh_port
+        return pick_free_port(FORWARD_HOST)
 
     def _launch(self) -> None:
         for stale in (self.paths.console_log, self.paths.qmp_socket):
@@ -471,25 +245,27 @@ class GuestVM:
                 ) from error
         self._finalizer = weakref.finalize(self, _kill_process, self._process)
 
-    def _wait_until_ready(self, deadline: float) -> None:
-        """Return once the ready marker is on the console; raise on panic, exit or deadline."""
+    def _wait_until_ready(self, timeout: float) -> None:
+        """Return once the ready marker is on the console; raise on panic, exit or timeout."""
+        _, ready = poll_until(self._booted, bool, timeout=timeout, interval=BOOT_POLL_SECONDS)
+        if not ready:
+            raise GuestNotReady(
+                f"guest {self.boot_id} printed no '{ready_marker(self.boot_id)}' within "
+                f"{timeout:.0f} s\n--- console (tail) ---\n{self.console_tail()}",
+                f"see {self.paths.console_log}; raise boot_timeout if the boot was slow",
+            )
+
+    def _booted(self) -> bool:
+        """Whether the ready marker is on the console; raises if the boot is lost."""
         assert self._watcher is not None
-        while True:
-            # Fatal output is checked first: a BUG before the marker fails the boot.
-            if self._watcher.fatal.is_set() and not self._watcher.fatal_after_ready:
-                time.sleep(PANIC_GRACE_SECONDS)  # let the rest of the trace reach the log
-                raise self._panic_error()
-            if self._watcher.ready.is_set():
-                return
-            self._raise_if_qemu_failed()
-            if time.monotonic() > deadline:
-                raise GuestNotReady(
-                    f"guest {self.boot_id} printed no '{READY_PREFIX} {self.boot_id}' within "
-                    f"{self.config.boot_timeout:.0f} s\n--- console (tail) ---\n"
-                    f"{self.console_tail()}",
-                    f"see {self.paths.console_log}; raise boot_timeout if the boot was slow",
-                )
-            time.sleep(POLL_SECONDS)
+        # Fatal output is checked first: a BUG before the marker fails the boot.
+        if self._watcher.fatal.is_set() and not self._watcher.fatal_after_ready:
+            time.sleep(PANIC_GRACE_SECONDS)  # let the rest of the trace reach the log
+            raise self._panic_error()
+        if self._watcher.ready.is_set():
+            return True
+        self._raise_if_qemu_failed()
+        return False
 
     def _raise_if_qemu_failed(self) -> None:
         assert self._watcher is not None and self._process is not None
@@ -617,10 +393,7 @@ class GuestVM:
 
     def console_text(self) -> str:
         """Everything the guest printed on its console so far."""
-        try:
-            return self.paths.console_log.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return read_console(self.paths.console_log)
 
     def console_problem(self) -> str | None:
         """The first panic/oops/BUG line the console showed (before or after ready), if any."""
@@ -635,12 +408,17 @@ class GuestVM:
         except FileNotFoundError:
             return ""
 
-    def _qmp_connection(self) -> QMPConnection:
+    def _monitor(self) -> Monitor:
         if self._process is None:
             raise VMLaunchFailure(f"VM {self.boot_id} is not running", "start() it first")
         self.check_alive()
         if self._qmp is None:
-            self._qmp = QMPConnection(self.paths.qmp_socket)
+            self._qmp = Monitor(
+                self.paths.qmp_socket,
+                name=f"VM {self.boot_id}",
+                qemu_binary=self.config.qemu_binary,
+                check_peer=self.check_alive,  # not check_responsive: hang triage uses QMP
+            )
         return self._qmp
 
     def qmp_execute(self, command: str, arguments: dict[str, object] | None = None) -> Any:
@@ -648,64 +426,37 @@ class GuestVM:
 
         A command, device or property this QEMU does not know raises QmpUnsupported naming
         the QEMU version; QEMU dying raises QemuDied."""
-        try:
-            return self._qmp_connection().execute(command, arguments)
-        except ExecuteError as error:
-            raise self._rejected(command, arguments, error) from error
-        except (QMPError, OSError, TimeoutError, EOFError) as error:
-            self.check_alive()
-            raise VMError(
-                f"QMP command {command} {arguments or ''} failed on VM {self.boot_id}: {error}",
-                f"QMP socket {self.paths.qmp_socket}",
-            ) from error
+        return self._monitor().execute(command, arguments)
 
     def qemu_version(self) -> str:
-        if self._qemu_version is None:
-            info = self._qmp_connection().execute("query-version")
-            q = info["qemu"]
-            self._qemu_version = f"{q['major']}.{q['minor']}.{q['micro']} {info['package']}".strip()
-        return self._qemu_version
-
-    def _rejected(
-        self, command: str, arguments: dict[str, object] | None, error: ExecuteError
-    ) -> VMError:
-        what = f"QMP command {command} {arguments or ''}".strip()
-        message = f"QEMU {self.qemu_version()} rejected {what}: {error.error.error.desc}"
-        unsupported = error.error_class == "CommandNotFound" or re.search(
-            r"not found|not supported|does not support|Bus .* does not|is not hotpluggable"
-            r"|not a valid device|Parameter .* is unexpected",
-            error.error.error.desc,
-        )
-        if unsupported:
-            return QmpUnsupported(
-                message + f" ({error.error_class})",
-                f"this QEMU ({self.config.qemu_binary}) lacks it: list what it has with "
-                "`query-commands` or `-device DRIVER,help`, or use a newer QEMU",
-            )
-        return VMError(message + f" ({error.error_class})", f"QMP socket {self.paths.qmp_socket}")
+        return self._monitor().qemu_version()
 
     def forget_qmp_events(self) -> None:
-        self._qmp_connection().forget_events()
+        self._monitor().forget_events()
 
     def wait_qmp_event(self, name: str, timeout: float, **match: object) -> dict:
         """Wait for the QMP event `name` (e.g. DEVICE_DELETED, device="balloon0"); a guest
         that hangs meanwhile raises GuestHung (the heartbeat is looked at every
-        EVENT_SLICE_SECONDS)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            try:
-                return self._qmp_connection().wait_event(
-                    name, match, max(0.0, min(EVENT_SLICE_SECONDS, left))
-                )
-            except TimeoutError as error:
-                self.check_responsive()
-                if time.monotonic() >= deadline:
-                    raise VMError(
-                        f"no QMP event {name} {match or ''} from VM {self.boot_id} within "
-                        f"{timeout:.0f} s",
-                        "the guest did not act on the request: look at its console",
-                    ) from error
+        EVENT_SLICE_SECONDS at least)."""
+        monitor = self._monitor()
+
+        def until_an_event(seconds: float) -> None:
+            monitor.await_event(seconds)
+            self.check_responsive()
+
+        event, arrived = poll_until(
+            lambda: monitor.take_event(name, match),
+            lambda event: event is not None,
+            timeout=timeout,
+            interval=EVENT_SLICE_SECONDS,
+            sleep=until_an_event,
+        )
+        if event is None or not arrived:
+            raise VMError(
+                f"no QMP event {name} {match or ''} from VM {self.boot_id} within {timeout:.0f} s",
+                "the guest did not act on the request: look at its console",
+            )
+        return event
 
     # ----------------------------------------------------------------- reset
 
@@ -722,21 +473,28 @@ class GuestVM:
         self.qmp_execute("set-action", {"reboot": "reset"})
         started = time.monotonic()
         self.qmp_execute("system_reset")
-        deadline = started + timeout
-        while self._watcher.ready_count == boots:
-            if self._watcher.fatal.is_set():
-                time.sleep(PANIC_GRACE_SECONDS)
-                raise self._panic_error()
-            self.check_alive()
-            if time.monotonic() > deadline:
-                raise GuestNotReady(
-                    f"guest {self.boot_id} did not boot again within {timeout:.0f} s of "
-                    f"system_reset\n--- console (tail) ---\n{self.console_tail()}",
-                    f"see {self.paths.console_log}",
-                )
-            time.sleep(POLL_SECONDS)
+        _, booted = poll_until(
+            lambda: self._booted_again(boots), bool, timeout=timeout, interval=BOOT_POLL_SECONDS
+        )
+        if not booted:
+            raise GuestNotReady(
+                f"guest {self.boot_id} did not boot again within {timeout:.0f} s of "
+                f"system_reset\n--- console (tail) ---\n{self.console_tail()}",
+                f"see {self.paths.console_log}",
+            )
         self.qmp_execute("set-action", {"reboot": "shutdown"})
         return time.monotonic() - started
+
+    def _booted_again(self, boots: int) -> bool:
+        """Whether the guest printed more than `boots` ready markers; raises if it died."""
+        assert self._watcher is not None
+        if self._watcher.ready_count > boots:
+            return True
+        if self._watcher.fatal.is_set():
+            time.sleep(PANIC_GRACE_SECONDS)  # let the rest of the trace reach the log
+            raise self._panic_error()
+        self.check_alive()
+        return False
 
     # ----------------------------------------------------------------- shutdown
 
