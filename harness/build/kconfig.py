@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.build.kconfig_symbols import SymbolLookup, load_lookup, undefined_reason
+from harness.core.diskspace import BUILD_NEEDS, disk_full, output_says_disk_full
 from harness.core.errors import KconfigError
 from harness.core.progress import step
 
@@ -202,6 +203,8 @@ def _make(
     cmd = ["make", "-s", *make_args, *targets]
     result = subprocess.run(cmd, cwd=tree, capture_output=True, text=True, env=env)
     if result.returncode != 0:
+        if output_says_disk_full(result.stdout + result.stderr, tree):
+            raise disk_full(tree, f"make {' '.join(targets)}", BUILD_NEEDS)
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-20:])
         raise KconfigError(
             f"`{' '.join(cmd)}` failed in {tree} (exit {result.returncode}):\n{tail}",
@@ -226,7 +229,11 @@ class _Snapshot:
         if self.content is None or self.times is None:
             self.path.unlink(missing_ok=True)
             return
-        self.path.write_bytes(self.content)
+        try:
+            self.path.write_bytes(self.content)
+        except OSError:  # a full disk: no .config rather than a truncated one
+            self.path.unlink(missing_ok=True)
+            raise
         os.utime(self.path, ns=self.times)
 
     def keep_if_unchanged(self) -> None:
