@@ -238,7 +238,7 @@ def _extract_tarball(deb: Path, scratch: Path) -> None:
             f"unpacking {deb}",
             unpack,
             log,
-            scratch.parent,
+            scratch,
             f"the package looks damaged: delete {deb} so that it is downloaded again",
             UNPACK_NEEDS,
         )

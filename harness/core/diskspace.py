@@ -89,7 +89,10 @@ def disk_full_as_error(
     except (OSError, DiskFull) as error:
         if not is_disk_full(error):
             raise
-        raise disk_full(where, doing, needs, results=results) from None
+        full = disk_full(where, doing, needs, results=results)
+        if isinstance(error, DiskFull) and "\n" in error.message:  # a tool's lines, its log
+            full = DiskFull(f"{full.message}:\n{error.message.split(chr(10), 1)[1]}", full.hint)
+        raise full from None
 
 
 def _existing(path: Path) -> Path:

@@ -11,14 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness.core.diskspace import RUN_NEEDS, disk_full, is_disk_full, output_says_disk_full
-from harness.core.errors import HarnessError
+from harness.core.errors import DiskFull, HarnessError
 
 MAX_EXPLAINING_LINES = 8
 PERMISSION = re.compile(r"Permission denied|Operation not permitted|Read-only file system")
 # Lines worth showing: what tools print when something went wrong.
 EXPLAINING = re.compile(
     r"error|fatal|cannot|can't|failed|No space left|Permission denied|corrupt|unexpected end"
-    r"|not found|No such file",
+    r"|not found|No such file|Wrote only",
     re.IGNORECASE,
 )
 
@@ -91,9 +91,11 @@ def tool_failure(
     """`error_class` naming what failed, the explaining lines, the log and a fitting hint;
     DiskFull (for `where`, `what` needing `needs`) when the disk is full."""
     output = result.stdout or ""
-    if output_says_disk_full(output, where):
-        return disk_full(where, what, needs)
     lines = "\n  ".join(explaining_lines(output))
+    if output_says_disk_full(output, where):
+        full = disk_full(where, what, needs)
+        where_log = f"full output: {log}" if log.is_file() else "(no room for its log either)"
+        return DiskFull(f"{full.message}:\n  {lines}\n{where_log}", full.hint)
     return error_class(
         f"{what} failed (exit {result.returncode}):\n  {lines}\nfull output: {log}",
         hint_for(output, where, default_hint),
