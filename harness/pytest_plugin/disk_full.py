@@ -35,9 +35,8 @@ def as_disk_full(error: BaseException, config: pytest.Config, doing: str) -> Dis
     results directory (named as such: --results, PHH_RESULTS) when the file was there, or
     when a write without a file name fails and that directory is the full one; else in
     the cache."""
-    if isinstance(error, DiskFull):
-        return error
-    assert isinstance(error, OSError)
+    if not isinstance(error, OSError):
+        return error if isinstance(error, DiskFull) else diskspace.disk_full(cache_root(), doing)
     results = _results_dir(config)
     if error.filename:
         where = Path(error.filename).parent
