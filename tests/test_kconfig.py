@@ -18,7 +18,7 @@ from harness.build.kconfig import (
 )
 from harness.build.kconfig_scan import ScanLookup
 from harness.build.kconfig_symbols import load_lookup, read_kconfig, suggestion
-from harness.build.kernel import make_variables, prepare_worktree
+from harness.build.kernel import make_env, make_variables, prepare_worktree
 from harness.build.series import load_series
 from harness.build.source import make_worktree, obtain_source
 from harness.core.errors import KconfigError
@@ -405,9 +405,9 @@ def test_real_kconfiglib_reads_linux_6_1_through_the_modules_filter(
     import kconfiglib
 
     with pytest.raises(kconfiglib.KconfigError, match=r"kernel/module/Kconfig:\d+.*'modules'"):
-        read_kconfig(real_worktree, make_args=make_variables(), filtered=False)
+        read_kconfig(real_worktree, make_variables(), make_env(real_worktree), filtered=False)
     started = time.monotonic()
-    lookup = load_lookup(real_worktree, make_variables())
+    lookup = load_lookup(real_worktree, make_variables(), make_env(real_worktree))
     seconds = time.monotonic() - started
     with capsys.disabled():
         print(f"\nkconfiglib read {real_worktree.name} in {seconds:.1f} s")
