@@ -363,7 +363,7 @@ def test_a_results_dir_that_fills_is_one_error_and_the_run_is_not_complete(
 
 @pytest.mark.real
 def test_real_build_into_a_tiny_cache_is_one_error_and_the_next_unpack_is_clean(
-    tmp_path: Path, tiny_fs: Mount
+    tmp_path: Path, tiny_fs: Mount, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`python3 -m harness build` with PHH_CACHE on 20 MiB: exit 2, one error naming the
     directory, the space needed and PHH_CACHE, no traceback; with room, the same cache
@@ -386,10 +386,7 @@ def test_real_build_into_a_tiny_cache_is_one_error_and_the_next_unpack_is_clean(
     assert "needs about 1.9 GiB" in run.stderr and "PHH_CACHE" in run.stderr
     assert list(version_dir.iterdir()) == []
     grow(cache, "3g")
-    os.environ["PHH_CACHE"] = str(cache)
-    try:
-        source = obtain_source()
-    finally:
-        del os.environ["PHH_CACHE"]
+    monkeypatch.setenv("PHH_CACHE", str(cache))
+    source = obtain_source()
     assert (version_dir / ".phh-complete").read_text().strip() == source.commit
     assert git(source.path, "status", "--porcelain") == ""
