@@ -24,7 +24,8 @@ from collections.abc import MutableMapping
 from pathlib import Path
 
 from harness.build.revisions import DEFAULT_SERIES, resolve
-from harness.core.errors import DiskFull, HarnessError
+from harness.core import diskspace
+from harness.core.errors import HarnessError
 from harness.core.paths import REPO_ROOT, cache_dir, cache_root, default_results_dir
 from harness.pipeline import Pipeline, ssh_command
 
@@ -324,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        print(f"error: {DiskFull.from_os_error(exc, str(cache_root()))}", file=sys.stderr)
+        print(f"error: {diskspace.from_os_error(exc, cache_root())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

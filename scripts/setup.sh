@@ -25,7 +25,7 @@ else
 fi
 
 PY=${PYTHON:-python3}
-if ! "$PY" -c "import harness, paramiko, qemu.qmp, junitparser, hypothesis, matplotlib, xdist, gcovr, diff_cover" \
+if ! "$PY" -c "import harness, paramiko, qemu.qmp, junitparser, hypothesis, matplotlib, xdist, gcovr, diff_cover, kconfiglib" \
         2>/dev/null || ! command -v ruff >/dev/null || ! command -v check-jsonschema >/dev/null; then
     echo "setup: installing Python dependencies"
     # Debian's own python3 is "externally managed" (PEP 668): allow the install there, the

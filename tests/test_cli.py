@@ -72,5 +72,5 @@ def test_a_full_disk_is_one_clear_error_naming_the_directory(
     monkeypatch.setattr("harness.pipeline.source.obtain_source", full)
     assert cli.main(["build", "--revision", "stock"]) == 2
     err = capsys.readouterr().err
-    assert "no space left on the file system of /cache/src/6.1/.unpack-1" in err
+    assert "no space left on the file system of /cache/src/6.1 (" in err
     assert "PHH_CACHE" in err and "GiB" in err and "Traceback" not in err

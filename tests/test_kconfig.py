@@ -8,18 +8,21 @@ from pathlib import Path
 
 import pytest
 
+from harness.build import kconfig_symbols
 from harness.build.kconfig import (
     configure,
     find_dropped,
-    kconfig_dependencies,
     merge_fragments,
     parse_fragment,
     read_config,
 )
-from harness.build.kernel import make_variables
+from harness.build.kconfig_scan import ScanLookup
+from harness.build.kconfig_symbols import load_lookup, read_kconfig, suggestion
+from harness.build.kernel import make_env, make_variables, prepare_worktree
+from harness.build.series import load_series
 from harness.build.source import make_worktree, obtain_source
 from harness.core.errors import KconfigError
-from harness.core.paths import KCONFIG_DIR
+from harness.core.paths import KCONFIG_DIR, PATCHES_DIR
 
 
 def write(path: Path, text: str) -> Path:
@@ -81,7 +84,7 @@ def test_read_config_and_find_dropped(tmp_path: Path) -> None:
     assert dropped == {"B": ("y", "n"), "C": ("y", "m"), "E": ("y", "n")}
 
 
-def test_dependencies_and_choice_are_explained(tmp_path: Path) -> None:
+def test_regex_fallback_explains_dependencies_and_choice(tmp_path: Path) -> None:
     write(
         tmp_path / "mm/Kconfig",
         'choice\n\tprompt "allocator"\nconfig SLUB\n\tbool "SLUB"\n'
@@ -90,17 +93,147 @@ def test_dependencies_and_choice_are_explained(tmp_path: Path) -> None:
         "\tselect FOO\n\nconfig OTHER\n\tdepends on NOPE\n",
     )
     actual = {"SLOB": "y", "BALLOON": "y"}
-    hinting = kconfig_dependencies(tmp_path, "HINTING", actual)
+    lookup = ScanLookup(tmp_path, "test")
+    hinting = lookup.reasons("HINTING", "y", actual)
     assert len(hinting) == 1
     assert "mm/Kconfig:9: depends on SLUB && BALLOON" in hinting[0]
     assert "[BALLOON=y, SLUB=n]" in hinting[0]
-    slub = kconfig_dependencies(tmp_path, "SLUB", actual)
+    slub = lookup.reasons("SLUB", "y", actual)
     assert slub == ("mm/Kconfig:3: member of a choice (SLUB, SLOB); chosen: SLOB",)
-    misspelled = kconfig_dependencies(tmp_path, "HINTNIG", actual)
+    misspelled = lookup.reasons("HINTNIG", "y", actual)
     assert misspelled == (
-        "CONFIG_HINTNIG is defined in no Kconfig file of this tree: misspelled? "
-        "(did you mean CONFIG_HINTING?)",
+        "CONFIG_HINTNIG is defined in no Kconfig file of this tree (for x86): misspelled? "
+        "did you mean CONFIG_HINTING?",
     )
+
+
+# A small tree as kconfiglib reads the kernel's: a top Kconfig sourcing the others, a menu
+# and an `if` around symbols, a choice, a tristate needing MODULES, and 5.13's bare
+# `modules` attribute (which kconfiglib 14.1 does not know).
+SMALL_KCONFIG = {
+    "Kconfig": 'mainmenu "Linux/$(SRCARCH) $(KERNELVERSION)"\n'
+    'source "scripts/Kconfig.include"\nsource "init/Kconfig"\n'
+    'source "mm/Kconfig"\nsource "arch/$(SRCARCH)/Kconfig"\n',
+    "init/Kconfig": 'config MODULES\n\tbool "modules"\n\tmodules\n\n'
+    'config EXPERT\n\tbool "expert"\n\n'
+    'config CC_IS_GCC\n\tdef_bool $(success,test "$(CC)" = gcc)\n',
+    "mm/Kconfig": 'choice\n\tprompt "allocator"\nconfig SLUB\n\tbool "SLUB"\n'
+    'config SLOB\n\tbool "SLOB"\n\tdepends on EXPERT\nendchoice\n\n'
+    'menu "hinting"\n\tdepends on CC_IS_GCC\n'
+    'config BALLOON\n\ttristate "balloon"\n\n'
+    'config PAGE_HINTING\n\tbool "hinting"\n\tdepends on SLUB && \\\n\t\tBALLOON\n'
+    "\tselect HINTING_HELPER\n\nconfig HINTING_HELPER\n\tbool\nendmenu\n\n"
+    'config PAGE_REPORTING\n\tbool "reporting" if EXPERT\n\tdepends on !PAGE_HINTING\n'
+    'config NEEDS_TOOL\n\tbool "needs a tool"\n\tdepends on $(success,false)\n',
+    "scripts/Kconfig.include": "if-success = $(shell,{ $(1); } >/dev/null 2>&1 && echo "
+    '"$(2)" || echo "$(3)")\nsuccess = $(if-success,$(1),y,n)\n',
+    "arch/x86/Kconfig": "config X86\n\tdef_bool y\n",
+    "arch/arm/Kconfig": 'config ARM_ONLY\n\tbool "arm"\n',
+}
+
+
+@pytest.fixture
+def small_tree(tmp_path: Path) -> Path:
+    tree = tmp_path / "small"
+    for name, text in SMALL_KCONFIG.items():
+        write(tree / name, text)
+    write(tree / "Makefile", "VERSION = 6\nPATCHLEVEL = 1\n")
+    return tree
+
+
+def test_kconfiglib_reads_a_tree_with_the_bare_modules_attribute(small_tree: Path) -> None:
+    """Plain kconfiglib 14.1 stops at the bare `modules` line; the filtered read does not,
+    and the environment it needed (ARCH, srctree, CC) is put back afterwards."""
+    import kconfiglib
+
+    with pytest.raises(kconfiglib.KconfigError, match="couldn't parse 'modules'"):
+        read_kconfig(small_tree, filtered=False)
+    before = dict(os.environ)
+    lookup = load_lookup(small_tree)
+    assert dict(os.environ) == before
+    assert lookup.reader == "kconfiglib"
+    assert {"MODULES", "SLUB", "PAGE_HINTING", "X86"} <= set(lookup.names())
+    assert "ARM_ONLY" not in lookup.names()  # another architecture's symbol
+
+
+def test_kconfiglib_names_unmet_dependencies_with_their_values(small_tree: Path) -> None:
+    write(
+        small_tree / ".config",
+        "CONFIG_MODULES=y\nCONFIG_SLOB=y\nCONFIG_EXPERT=y\nCONFIG_BALLOON=m\n",
+    )
+    lookup = load_lookup(small_tree)
+    actual = read_config(small_tree / ".config")
+    assert lookup.reasons("PAGE_HINTING", "y", actual) == (
+        "mm/Kconfig:15: depends on SLUB && BALLOON  [BALLOON=m, SLUB=n]",
+    )
+    assert lookup.reasons("SLUB", "y", actual) == (
+        "mm/Kconfig:3: member of a choice (SLUB, SLOB); chosen: SLOB",
+    )
+    helper = lookup.reasons("HINTING_HELPER", "y", actual)
+    assert "has no prompt: a fragment cannot set it, only `select` (PAGE_HINTING [=n])" in helper[0]
+    tool = lookup.reasons("NEEDS_TOOL", "y", actual)
+    assert "depends on n (a $(...) test of the toolchain" in tool[0]
+
+
+def test_kconfiglib_names_the_menu_and_if_conditions(small_tree: Path) -> None:
+    """A prompt's condition includes its `if` and the menu around it; a module needs
+    MODULES."""
+    write(small_tree / ".config", "# CONFIG_EXPERT is not set\n# CONFIG_MODULES is not set\n")
+    lookup = load_lookup(small_tree, make_args=["CC=cc-not-gcc"])
+    actual = read_config(small_tree / ".config")
+    reporting = lookup.reasons("PAGE_REPORTING", "y", actual)
+    assert reporting == ("mm/Kconfig:25: depends on EXPERT  [EXPERT=n]",)
+    balloon = lookup.reasons("BALLOON", "m", actual)
+    assert "a module (m) needs CONFIG_MODULES=y, which is n" in balloon
+    assert "mm/Kconfig:12: depends on CC_IS_GCC  [CC_IS_GCC=n]" in balloon
+
+
+def test_misspelled_option_gets_the_nearest_name(small_tree: Path) -> None:
+    lookup = load_lookup(small_tree)
+    assert lookup.reasons("PAGE_HINTNG", "y", {}) == (
+        "CONFIG_PAGE_HINTNG is defined in no Kconfig file of this tree (for x86): "
+        "misspelled? did you mean CONFIG_PAGE_HINTING?",
+    )
+    arm = lookup.reasons("ARM_ONLY", "y", {})[0]
+    assert "misspelled, or from another kernel version?" in arm
+    assert suggestion("page_hintng", {"PAGE_HINTING", "PAGE_REPORTING"}) == (
+        "did you mean CONFIG_PAGE_HINTING?"
+    )
+    names = {"PAGE_HINTING", "PAGE_HINTINGS", "PAGE_REPORTING"}
+    assert suggestion("PAGE_HINTNG", names) == (
+        "did you mean CONFIG_PAGE_HINTING? (or CONFIG_PAGE_HINTINGS)"
+    )
+    assert suggestion("SLAB_X", {"SLUB", "PAGE_HINTING"}) == ""
+
+
+def test_a_tree_kconfiglib_cannot_parse_falls_back_to_the_regex_walk(small_tree: Path) -> None:
+    """Newer syntax than kconfiglib knows (6.18's `transitional`): the regex walk answers
+    and says why."""
+    write(small_tree / "mm/Kconfig", 'config PAGE_HINTING\n\tbool "h"\n\ttransitional\n')
+    lookup = load_lookup(small_tree)
+    assert isinstance(lookup, ScanLookup)
+    assert lookup.reader.startswith("regex walk over the Kconfig files (kconfiglib cannot parse")
+    assert "transitional" in lookup.reader
+    assert "did you mean CONFIG_PAGE_HINTING?" in lookup.reasons("PAGE_HINTNG", "y", {})[0]
+
+
+def test_without_kconfiglib_the_regex_walk_answers(
+    small_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "kconfiglib", None)  # import fails
+    lookup = load_lookup(small_tree)
+    assert "kconfiglib is not installed" in lookup.reader
+
+
+def test_kconfig_environment_takes_make_variables(small_tree: Path) -> None:
+    env = kconfig_symbols.kconfig_environment(
+        small_tree, ["CC=/cache/tools/ccache-gcc", "KBUILD_BUILD_USER=x"], {"LD": "ld.bfd"}
+    )
+    assert env["CC"] == "/cache/tools/ccache-gcc"
+    assert env["LD"] == "ld.bfd"
+    assert (env["ARCH"], env["SRCARCH"], env["srctree"]) == ("x86", "x86", str(small_tree))
+    assert env["KERNELVERSION"] == "6.1"
+    assert "KBUILD_BUILD_USER" not in env
 
 
 FAKE_MAKEFILE = """\
@@ -118,7 +251,11 @@ def fake_tree(tmp_path: Path) -> Path:
     """A 'kernel' whose make targets are shell lines; olddefconfig drops NEEDS_BAR."""
     tree = tmp_path / "tree"
     write(tree / "Makefile", FAKE_MAKEFILE)
-    write(tree / "Kconfig", 'config NEEDS_BAR\n\tbool "x"\n\tdepends on BAR && BASE\n')
+    write(
+        tree / "Kconfig",
+        'config NEEDS_BAR\n\tbool "x"\n\tdepends on BAR && BASE\n'
+        'config BASE\n\tbool "base"\nconfig FOO\n\tbool "foo"\n',
+    )
     return tree
 
 
@@ -182,7 +319,8 @@ def test_configure_names_dropped_option_and_restores(fake_tree: Path, tmp_path: 
 
     message = str(caught.value)
     assert "CONFIG_NEEDS_BAR: requested y, got n" in message
-    assert "Kconfig:1: depends on BAR && BASE  [BAR=n, BASE=y]" in message
+    assert "Kconfig:1: depends on BAR  [BAR=n]" in message  # BASE=y is met
+    assert "(Kconfig read by kconfiglib)" in message
     assert config.read_bytes() == before
     assert config.stat().st_mtime == 1_000_000_000
 
@@ -246,3 +384,65 @@ def test_real_debug_fragment_survives_olddefconfig(real_worktree: Path) -> None:
         "VIRTIO_BALLOON",
     ):
         assert config.get(option) == "y", option
+
+
+@pytest.fixture(scope="module")
+def hinting_worktree() -> Path:
+    """A worktree with hinting-v2-fixed applied (it defines CONFIG_PAGE_HINTING)."""
+    source = obtain_source()
+    series = load_series(PATCHES_DIR / "hinting-v2-fixed")
+    return prepare_worktree(source, series, "test-kconfig-hinting")
+
+
+@pytest.mark.real
+def test_real_kconfiglib_reads_linux_6_1_through_the_modules_filter(
+    real_worktree: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Which reader answers on 6.1: plain kconfiglib 14.1 cannot parse it (5.13's bare
+    `modules`); with the filter it can, and the regex walk is not needed."""
+    import time
+
+    import kconfiglib
+
+    with pytest.raises(kconfiglib.KconfigError, match=r"kernel/module/Kconfig:\d+.*'modules'"):
+        read_kconfig(real_worktree, make_variables(), make_env(real_worktree), filtered=False)
+    started = time.monotonic()
+    lookup = load_lookup(real_worktree, make_variables(), make_env(real_worktree))
+    seconds = time.monotonic() - started
+    with capsys.disabled():
+        print(f"\nkconfiglib read {real_worktree.name} in {seconds:.1f} s")
+    assert lookup.reader == "kconfiglib"
+    assert len(lookup.names()) > 10_000
+    assert {"PAGE_REPORTING", "VIRTIO_BALLOON", "KASAN", "X86_64"} <= set(lookup.names())
+    assert "ARM64" not in lookup.names()  # x86's view, not every architecture's
+
+
+@pytest.mark.real
+def test_real_misspelled_hinting_option_suggests_the_real_name(
+    hinting_worktree: Path, tmp_path: Path
+) -> None:
+    config = hinting_worktree / ".config"
+    before = config.read_bytes() if config.exists() else None
+    typo = write(tmp_path / "typo.config", "CONFIG_PAGE_HINTNG=y\n")
+    with pytest.raises(KconfigError) as caught:
+        configure(hinting_worktree, [typo], make_args=make_variables())
+    message = str(caught.value)
+    assert "CONFIG_PAGE_HINTNG: requested y, got n" in message
+    assert "did you mean CONFIG_PAGE_HINTING?" in message
+    assert "(Kconfig read by kconfiglib)" in message
+    assert (config.read_bytes() if config.exists() else None) == before
+
+
+@pytest.mark.real
+def test_real_hinting_and_reporting_exclude_each_other(
+    hinting_worktree: Path, tmp_path: Path
+) -> None:
+    """An unmet dependency named with its value: the series makes PAGE_REPORTING depend on
+    !PAGE_HINTING."""
+    both = write(tmp_path / "both.config", "CONFIG_PAGE_HINTING=y\nCONFIG_PAGE_REPORTING=y\n")
+    with pytest.raises(KconfigError) as caught:
+        configure(hinting_worktree, [KCONFIG_DIR / "base.config", both], make_args=make_variables())
+    message = str(caught.value)
+    assert "CONFIG_PAGE_REPORTING: requested y, got n" in message
+    assert "mm/Kconfig:" in message
+    assert ": depends on !PAGE_HINTING  [PAGE_HINTING=y]" in message

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.build import source
-from harness.core.errors import BuildError, SourceError
+from harness.core.errors import BuildError, DiskFull
 from harness.core.tools import explaining_lines, hint_for, run_logged, tool_failure
 
 TAR_FULL = (
@@ -41,7 +41,9 @@ def test_a_failing_tool_is_logged_whole_and_summed_up(tmp_path: Path) -> None:
     assert log.read_text().count("No space left on device") == 300
     assert len(str(error).splitlines()) < 10
     assert "(300 lines like this)" in error.message and str(log) in error.message
-    assert error.hint.startswith("the disk is full")
+    assert isinstance(error, DiskFull)  # not the tool's input: the disk
+    assert error.message.startswith(f"no space left on the file system of {tmp_path} (")
+    assert "PHH_CACHE" in error.hint
 
 
 @pytest.fixture
@@ -77,9 +79,10 @@ def test_real_unpack_on_a_full_disk_names_the_disk(tmp_path: Path, small_tmpfs: 
     deb = tmp_path / "linux-source-6.1_6.1.0-0_all.deb"
     subprocess.run(["dpkg-deb", "--build", str(tmp_path / "deb"), str(deb)], check=True,
                    capture_output=True)  # fmt: skip
-    with pytest.raises(SourceError) as caught:
+    with pytest.raises(DiskFull) as caught:
         source._extract_tarball(deb, small_tmpfs)
     message = str(caught.value)
     assert "No space left on device" in message
     assert len(message.splitlines()) < 15, message
-    assert caught.value.hint.startswith("the disk is full")
+    assert caught.value.message.startswith(f"no space left on the file system of {small_tmpfs}")
+    assert "needs about 1.9 GiB" in caught.value.hint

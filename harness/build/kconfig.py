@@ -7,7 +7,6 @@ Values are kept as Kconfig writes them: "y", "m", "n" (for `# CONFIG_X is not se
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -17,15 +16,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.build.kconfig_symbols import SymbolLookup, load_lookup, undefined_reason
+from harness.core.diskspace import BUILD_NEEDS, disk_full, output_says_disk_full
 from harness.core.errors import KconfigError
 from harness.core.progress import step
 
 SET_LINE = re.compile(r"^CONFIG_([A-Za-z0-9_]+)=(.*)$")
 UNSET_LINE = re.compile(r"^# CONFIG_([A-Za-z0-9_]+) is not set$")
 CONFIG_STAMP = ".phh-config-stamp"  # in the tree: which request produced the .config
-KCONFIG_BLOCK_END = re.compile(
-    r"^\s*(config|menuconfig|choice|endchoice|comment|menu|endmenu|if|endif|source)\b"
-)
 
 
 @dataclass(frozen=True)
@@ -117,79 +115,6 @@ def find_dropped(requested: dict[str, str], actual: dict[str, str]) -> list[Drop
     ]
 
 
-KCONFIG_DEFINITION = re.compile(r"^\s*(?:menu)?config\s+(\w+)\s*$")
-
-
-def kconfig_dependencies(tree: Path, name: str, actual: dict[str, str]) -> tuple[str, ...]:
-    """The `depends on` lines of `config NAME` (symbols shown with their final values),
-    and for a `choice` member, which member the choice took instead."""
-    found: list[str] = []
-    symbols: set[str] = set()
-    for kconfig in sorted(tree.rglob("Kconfig*")):
-        if not kconfig.is_file():
-            continue
-        lines = kconfig.read_text(errors="replace").splitlines()
-        for index, line in enumerate(lines):
-            defined = KCONFIG_DEFINITION.match(line)
-            if defined is None:
-                continue
-            symbols.add(defined.group(1))
-            if defined.group(1) == name:
-                where = f"{kconfig.relative_to(tree)}:{index + 1}"
-                found.extend(_block_dependencies(lines[index + 1 :], where, actual))
-                found.extend(_choice_note(lines, index, where, actual))
-    if name not in symbols:
-        close = difflib.get_close_matches(name, symbols, n=3, cutoff=0.8)
-        guess = f" (did you mean {', '.join('CONFIG_' + c for c in close)}?)" if close else ""
-        return (f"CONFIG_{name} is defined in no Kconfig file of this tree: misspelled?{guess}",)
-    return tuple(found) or (f"no `depends on` found for {name} in the Kconfig files",)
-
-
-def _choice_note(lines: list[str], index: int, where: str, actual: dict[str, str]) -> list[str]:
-    """If line `index` is inside a choice block, name the member that was chosen."""
-    start = next(
-        (i for i in range(index, -1, -1) if re.match(r"^\s*(choice|endchoice)\b", lines[i])),
-        None,
-    )
-    if start is None or not lines[start].strip().startswith("choice"):
-        return []
-    members = []
-    for line in lines[start + 1 :]:
-        if re.match(r"^\s*endchoice\b", line):
-            break
-        if match := re.match(r"^\s*config\s+(\w+)", line):
-            members.append(match.group(1))
-    chosen = [m for m in members if actual.get(m) == "y"] or ["none"]
-    return [f"{where}: member of a choice ({', '.join(members)}); chosen: {', '.join(chosen)}"]
-
-
-def _block_dependencies(block: list[str], where: str, actual: dict[str, str]) -> list[str]:
-    """Continuation-joined `depends on` lines of one config block, with symbol values."""
-    deps = []
-    joined = _join_continuations(block)
-    for line in joined:
-        if KCONFIG_BLOCK_END.match(line):
-            break
-        stripped = line.strip()
-        if stripped.startswith("depends on"):
-            symbols = sorted(set(re.findall(r"\b[A-Z][A-Z0-9_]+\b", stripped[len("depends on") :])))
-            values = ", ".join(f"{s}={actual.get(s, 'n')}" for s in symbols)
-            deps.append(f"{where}: {' '.join(stripped.split())}  [{values}]")
-    return deps
-
-
-def _join_continuations(lines: list[str]) -> list[str]:
-    joined: list[str] = []
-    pending = ""
-    for line in lines:
-        if line.rstrip().endswith("\\"):
-            pending += line.rstrip()[:-1] + " "
-            continue
-        joined.append(pending + line)
-        pending = ""
-    return joined
-
-
 def configure(
     tree: Path,
     fragments: Sequence[Path],
@@ -221,7 +146,8 @@ def configure(
         actual = read_config(config)
         dropped = find_dropped(requested, actual)
         if dropped:
-            raise _dropped_error(tree, fragments, dropped, actual)
+            lookup = load_lookup(tree, make_args, env)  # ~4 s: only once it failed
+            raise dropped_error(lookup, fragments, dropped, requested, actual)
     except BaseException:
         previous.restore()
         raise
@@ -230,17 +156,29 @@ def configure(
     return config
 
 
-def _dropped_error(
-    tree: Path, fragments: Sequence[Path], dropped: list[DroppedOption], actual: dict[str, str]
+def dropped_error(
+    lookup: SymbolLookup,
+    fragments: Sequence[Path],
+    dropped: list[DroppedOption],
+    requested: Mapping[str, str],
+    actual: Mapping[str, str],
 ) -> KconfigError:
+    """The options make did not keep, each with the reason Kconfig gives; and options
+    requested "n" that no Kconfig file defines (satisfied, but surely misspelled)."""
     explained = [
-        DroppedOption(d.name, d.requested, d.actual, kconfig_dependencies(tree, d.name, actual))
+        DroppedOption(d.name, d.requested, d.actual, lookup.reasons(d.name, d.requested, actual))
         for d in dropped
     ]
-    names = ", ".join(str(f) for f in fragments)
+    names = lookup.names()
+    unknown_n = [n for n, v in requested.items() if v == "n" and n not in names]
+    lines = [d.describe() for d in explained] + [
+        f"CONFIG_{n}: requested n\n    {undefined_reason(n, names)}" for n in unknown_n
+    ]
     return KconfigError(
-        f"Kconfig dropped {len(dropped)} requested option(s) from {names}:\n  "
-        + "\n  ".join(d.describe() for d in explained),
+        f"Kconfig dropped {len(dropped)} requested option(s) from "
+        f"{', '.join(str(f) for f in fragments)}:\n  "
+        + "\n  ".join(lines)
+        + f"\n(Kconfig read by {lookup.reader})",
         "fix a misspelled name; otherwise enable the unmet dependencies in a fragment too, "
         "or remove the option",
     )
@@ -265,6 +203,8 @@ def _make(
     cmd = ["make", "-s", *make_args, *targets]
     result = subprocess.run(cmd, cwd=tree, capture_output=True, text=True, env=env)
     if result.returncode != 0:
+        if output_says_disk_full(result.stdout + result.stderr, tree):
+            raise disk_full(tree, f"make {' '.join(targets)}", BUILD_NEEDS)
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-20:])
         raise KconfigError(
             f"`{' '.join(cmd)}` failed in {tree} (exit {result.returncode}):\n{tail}",
@@ -289,7 +229,11 @@ class _Snapshot:
         if self.content is None or self.times is None:
             self.path.unlink(missing_ok=True)
             return
-        self.path.write_bytes(self.content)
+        try:
+            self.path.write_bytes(self.content)
+        except OSError:  # a full disk: no .config rather than a truncated one
+            self.path.unlink(missing_ok=True)
+            raise
         os.utime(self.path, ns=self.times)
 
     def keep_if_unchanged(self) -> None:

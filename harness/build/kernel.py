@@ -20,6 +20,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,9 +32,18 @@ from harness.build.gcov_objects import is_coverage_config, objects_to_profile
 from harness.build.kconfig import configure, merge_fragments
 from harness.build.series import Series, apply_series
 from harness.build.source import KernelSource, make_worktree, run_git, worktree_path
-from harness.core.errors import BuildError, HarnessError
-from harness.core.fsutil import atomic_directory
-from harness.core.paths import KCONFIG_DIR, cache_dir
+from harness.core.diskspace import (
+    BUILD_NEEDS,
+    WORKTREE_NEEDS,
+    disk_full,
+    disk_full_as_error,
+    from_os_error,
+    is_disk_full,
+    output_says_disk_full,
+)
+from harness.core.errors import BuildError, DiskFull, HarnessError
+from harness.core.fsutil import atomic_directory, write_text_atomic
+from harness.core.paths import KCONFIG_DIR, cache_dir, cache_root
 from harness.core.progress import step
 
 log = logging.getLogger("harness.build.kernel")
@@ -122,12 +132,20 @@ class BuildResult:
 
 
 def _stage(name: str, work: Callable[[], tuple[BuildStatus, Path]]) -> StageResult:
-    """Run one stage; a HarnessError becomes its FAILURE result instead of propagating."""
+    """Run one stage; a HarnessError becomes its FAILURE result instead of propagating.
+    A full disk is no verdict on the input (bisect would call the prefix bad): DiskFull
+    propagates, a raw ENOSPC from an unguarded write as DiskFull too."""
     started = time.monotonic()
     try:
         status, output = work()
+    except DiskFull:
+        raise
     except HarnessError as error:
         return StageResult(name, BuildStatus.FAILURE, time.monotonic() - started, error=error)
+    except OSError as error:
+        if not is_disk_full(error):
+            raise
+        raise from_os_error(error, cache_root(), f"the {name} stage") from None
     return StageResult(name, status, time.monotonic() - started, output)
 
 
@@ -141,9 +159,9 @@ def prepare_tree_stage(req: BuildRequest, name: str) -> StageResult:
 def configure_stage(req: BuildRequest, tree: Path) -> StageResult:
     def work() -> tuple[BuildStatus, Path]:
         env = make_env(tree)
-        return BuildStatus.SUCCESS, configure(
-            tree, req.fragments, make_args=make_variables(), env=env
-        )
+        with disk_full_as_error(tree, f"configuring {tree.name}", BUILD_NEEDS):
+            config = configure(tree, req.fragments, make_args=make_variables(), env=env)
+        return BuildStatus.SUCCESS, config
 
     return _stage("configure", work)
 
@@ -165,11 +183,18 @@ def make_stage(req: BuildRequest, tree: Path, config: Path) -> StageResult:
         started = time.monotonic()
         if profiled:
             log.info("coverage build: profiling %s", ", ".join(profiled.objects) or "nothing")
-        with step(f"make bzImage in {tree}", logfile, phase="make"):
+        building = f"building in {tree.name} (make bzImage)"
+        with (
+            step(f"make bzImage in {tree}", logfile, phase="make"),
+            disk_full_as_error(tree, building, BUILD_NEEDS),
+        ):
             _run_make(tree, req.jobs, logfile, extra)
-        return BuildStatus.SUCCESS, _store_artifacts(
-            req, tree, key, logfile, time.monotonic() - started, profiled
-        )
+        builds = cache_dir("builds")
+        with disk_full_as_error(builds, f"storing the kernel built in {tree.name}", BUILD_NEEDS):
+            artifacts = _store_artifacts(
+                req, tree, key, logfile, time.monotonic() - started, profiled
+            )
+        return BuildStatus.SUCCESS, artifacts
 
     return _stage("make", work)
 
@@ -238,22 +263,24 @@ def prepare_worktree(source: KernelSource, series: Series, name: str) -> Path:
     path = worktree_path(name)
     if _marker_matches(path, marker):
         return make_worktree(source, name, reuse=True)
-    donor = None if path.exists() else take_over_donor(source, name)
-    if donor is not None:
-        return _apply_incrementally(source, series, path, donor, marker)
-    tree = make_worktree(source, name)  # reset hard + clean: the old marker goes too
-    if series.patches:
-        with step(
-            f"applying {len(series.patches)} patches of {series.name} to {tree}", phase="git"
-        ):
-            apply_series(tree, series)
-    _write_marker(tree, marker)
+    # A full disk part way: the marker is written last, so the next run starts over.
+    with disk_full_as_error(path.parent, f"preparing worktree {name}", WORKTREE_NEEDS):
+        donor = None if path.exists() else take_over_donor(source, name)
+        if donor is not None:
+            return _apply_incrementally(source, series, path, donor, marker)
+        tree = make_worktree(source, name)  # reset hard + clean: the old marker goes too
+        if series.patches:
+            with step(
+                f"applying {len(series.patches)} patches of {series.name} to {tree}", phase="git"
+            ):
+                apply_series(tree, series)
+        _write_marker(tree, marker)
     return tree
 
 
 def _write_marker(tree: Path, marker: dict[str, str]) -> None:
     head = run_git(["rev-parse", "HEAD"], tree).stdout.strip()
-    (tree / SERIES_MARKER).write_text(json.dumps({**marker, "head": head}, indent=1) + "\n")
+    write_text_atomic(tree / SERIES_MARKER, json.dumps({**marker, "head": head}, indent=1) + "\n")
 
 
 def take_over_donor(source: KernelSource, name: str) -> str | None:
@@ -438,7 +465,8 @@ def make_env(tree: Path) -> dict[str, str]:
 
 
 def _run_make(tree: Path, jobs: int, logfile: Path, extra: tuple[str, ...] = ()) -> None:
-    """make bzImage with output to `logfile` only; progress lines every ~30 s."""
+    """make bzImage with output to `logfile` only; progress lines every ~30 s. A make that
+    failed for lack of space is DiskFull, not a compile error of the series."""
     env = make_env(tree)
     started = time.monotonic()
     with logfile.open("w") as out:
@@ -467,7 +495,10 @@ def _run_make(tree: Path, jobs: int, logfile: Path, extra: tuple[str, ...] = ())
         finally:
             tracker.join()
     if proc.returncode != 0:
-        errors = error_lines(logfile.read_text(errors="replace").splitlines())
+        output = tracker.tail() if tracker.write_error else logfile.read_text(errors="replace")
+        if tracker.write_error is not None or output_says_disk_full(output, tree):
+            raise disk_full(tree, "make bzImage", BUILD_NEEDS)
+        errors = error_lines(output.splitlines())
         raise MakeError(
             f"make bzImage failed in {tree} (exit {proc.returncode}); log: {logfile}\n"
             + "\n".join(errors),
@@ -478,20 +509,39 @@ def _run_make(tree: Path, jobs: int, logfile: Path, extra: tuple[str, ...] = ())
 
 
 class _OutputTracker(threading.Thread):
-    """Copies make's output into the log and remembers the last build step it printed."""
+    """Copies make's output into the log and remembers the last build step it printed.
+    When the log cannot be written (a full disk) it keeps reading, so that make never
+    blocks on a full pipe, and keeps the last lines in memory instead."""
 
     def __init__(self, proc: subprocess.Popen[str], out: TextIO) -> None:
         super().__init__(daemon=True)
         self.proc, self.out = proc, out
         self.last_step = "starting"
+        self.write_error: OSError | None = None
+        self._tail: deque[str] = deque(maxlen=200)
 
     def run(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            self.out.write(line)
+            self._tail.append(line)
+            self._write(line)
             if re.match(r"^\s+(CC|LD|AR|AS|OBJCOPY|GEN|HOSTCC)\s", line):
                 self.last_step = line.strip()
-        self.out.flush()
+        self._write(None)
+
+    def _write(self, line: str | None) -> None:
+        if self.write_error is not None:
+            return
+        try:
+            if line is None:
+                self.out.flush()
+            else:
+                self.out.write(line)
+        except OSError as error:
+            self.write_error = error
+
+    def tail(self) -> str:
+        return "".join(self._tail)
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:

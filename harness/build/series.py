@@ -11,6 +11,7 @@ Patches a mail client damaged (CRLF line endings, wrapped lines) are named befor
 
 from __future__ import annotations
 
+import contextlib
 import email.header
 import email.parser
 import email.policy
@@ -25,7 +26,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from harness.build.source import run_git
-from harness.core.errors import PatchApplyError, SeriesError
+from harness.core.diskspace import WORKTREE_NEEDS, disk_full, output_says_disk_full
+from harness.core.errors import HarnessError, PatchApplyError, SeriesError
 from harness.core.fsutil import atomic_directory
 from harness.core.paths import cache_dir
 
@@ -436,6 +438,9 @@ def apply_series(tree: Path, series: Series) -> None:
         result = _apply_run(tree, run)
         if result.returncode == 0:
             continue
+        if output_says_disk_full(result.stdout + result.stderr, tree):
+            _restore_quietly(tree, start)
+            raise disk_full(tree, f"applying series {series.name}", WORKTREE_NEEDS)
         applied = run_git(["rev-list", "--count", f"{before}..HEAD"], tree, check=False)
         index = first + (int(applied.stdout.strip() or 0) if len(run) > 1 else 0)
         patch = series.patches[index - 1]
@@ -520,6 +525,13 @@ def _hunk_headers(text: str) -> list[tuple[str, int, str]]:
         if match:
             headers.append((current, int(match.group(1)), line))
     return headers
+
+
+def _restore_quietly(tree: Path, start: str) -> None:
+    """_restore on a full disk: best effort (the worktree's marker is not written, so the
+    next run resets it anyway)."""
+    with contextlib.suppress(HarnessError):
+        _restore(tree, start)
 
 
 def _restore(tree: Path, start: str) -> None:

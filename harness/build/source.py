@@ -25,7 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from harness.core.diskspace import (
+    RUN_NEEDS,
+    UNPACK_NEEDS,
+    WORKTREE_NEEDS,
+    disk_full,
+    disk_full_as_error,
+    output_says_disk_full,
+)
 from harness.core.errors import SourceError
+from harness.core.fsutil import write_text_atomic
 from harness.core.paths import cache_dir
 from harness.core.progress import step
 from harness.core.tools import explaining_lines, hint_for, run_logged, tool_failure
@@ -69,6 +78,8 @@ def run_git(
     result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if check and result.returncode != 0:
         output = result.stderr.strip() or result.stdout.strip()
+        if output_says_disk_full(output, cwd):
+            raise disk_full(cwd, f"running git {args[0]}", RUN_NEEDS)
         lines = "\n  ".join(explaining_lines(output))
         raise SourceError(
             f"git {' '.join(args)} failed in {cwd} (exit {result.returncode}):\n  {lines}",
@@ -171,16 +182,17 @@ def _unpacked_tree(deb: Path, version: str) -> Path:
     marker = version_dir / COMPLETE_MARKER
     if marker.is_file() and (tree / ".git").is_dir():
         return tree
-    if _is_committed_tree(tree):  # made by hand before the marker existed
-        marker.write_text(_head_commit(tree) + "\n")
-        return tree
-    if tree.exists():
-        raise SourceError(
-            f"{tree} exists but is not a complete harness tree (no commit, no {marker.name})",
-            f"remove {tree} so that it is unpacked again",
-        )
-    _unpack_and_commit(deb, version, version_dir)
-    marker.write_text(_head_commit(tree) + "\n")
+    with disk_full_as_error(version_dir, f"unpacking {deb.name}", UNPACK_NEEDS):
+        if _is_committed_tree(tree):  # made by hand before the marker existed
+            write_text_atomic(marker, _head_commit(tree) + "\n")
+            return tree
+        if tree.exists():
+            raise SourceError(
+                f"{tree} exists but is not a complete harness tree (no commit, no {marker.name})",
+                f"remove {tree} so that it is unpacked again",
+            )
+        _unpack_and_commit(deb, version, version_dir)
+        write_text_atomic(marker, _head_commit(tree) + "\n")
     return tree
 
 
@@ -226,8 +238,9 @@ def _extract_tarball(deb: Path, scratch: Path) -> None:
             f"unpacking {deb}",
             unpack,
             log,
-            scratch.parent,
+            scratch,
             f"the package looks damaged: delete {deb} so that it is downloaded again",
+            UNPACK_NEEDS,
         )
 
 
@@ -330,16 +343,17 @@ def make_worktree(source: KernelSource, name: str, *, reuse: bool = False) -> Pa
     unless `reuse` is set, in which case it is returned as it is.
     """
     path = worktree_path(name)
-    if _is_worktree_of(path, source):
-        if not reuse:
-            with step(f"resetting worktree {path}", phase="git"):
-                run_git(["reset", "-q", "--hard", source.commit], path)
-                run_git(["clean", "-q", "-f", "-d", "-x"], path)
-        return path
-    if path.exists():
-        log.warning("removing %s: not a worktree of %s", path, source.path)
-        shutil.rmtree(path)
-    _add_worktree(source, path)
+    with disk_full_as_error(path.parent, f"checking out worktree {name}", WORKTREE_NEEDS):
+        if _is_worktree_of(path, source):
+            if not reuse:
+                with step(f"resetting worktree {path}", phase="git"):
+                    run_git(["reset", "-q", "--hard", source.commit], path)
+                    run_git(["clean", "-q", "-f", "-d", "-x"], path)
+            return path
+        if path.exists():
+            log.warning("removing %s: not a worktree of %s", path, source.path)
+            shutil.rmtree(path)
+        _add_worktree(source, path)
     return path
 
 

@@ -140,20 +140,6 @@ class StepTestedNothing(HarnessError):
     on the kernel."""
 
 
-# What a cold run needs on the cache's file system: the Debian package (~140 MiB), the
-# pristine tree and its git objects (~2.5 GiB), a worktree with objects per configuration
-# (~1.5 GiB each; five in the main job) and ccache (~1 GiB).
-SPACE_NEEDED = "about 12 GiB for a cold main job (3 GiB for one revision)"
-
-
 class DiskFull(HarnessError):
-    """A write failed for lack of space (ENOSPC, EDQUOT): named with its directory."""
-
-    @classmethod
-    def from_os_error(cls, error: OSError, fallback: str) -> DiskFull:
-        where = error.filename or fallback
-        return cls(
-            f"no space left on the file system of {where} ({error.strerror})",
-            f"free space there (df -h {where}; {SPACE_NEEDED}), or point PHH_CACHE at a "
-            "larger file system; then run again: what was half written is discarded",
-        )
+    """A write failed for lack of space (ENOSPC, EDQUOT), or a tool said so: named with its
+    directory, what the step needs and PHH_CACHE (made by harness.core.diskspace)."""

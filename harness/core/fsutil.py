@@ -35,3 +35,13 @@ def atomic_directory(target: Path, *, replace: bool = True) -> Iterator[Path]:
                 raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """`path` holds `text` whole or keeps what it held (a full disk leaves no stub)."""
+    scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        scratch.write_text(text)
+        os.replace(scratch, path)
+    finally:
+        scratch.unlink(missing_ok=True)

@@ -5,22 +5,20 @@ the cause (a full disk is named as such, not blamed on the input)."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.core.errors import HarnessError
+from harness.core.diskspace import RUN_NEEDS, disk_full, is_disk_full, output_says_disk_full
+from harness.core.errors import DiskFull, HarnessError
 
 MAX_EXPLAINING_LINES = 8
-DISK_FULL = re.compile(r"No space left on device|Disk quota exceeded|ENOSPC|Wrote only \d+ of")
-LOW_SPACE_BYTES = 16 << 20  # a file system with less free than this after a failure is full
 PERMISSION = re.compile(r"Permission denied|Operation not permitted|Read-only file system")
 # Lines worth showing: what tools print when something went wrong.
 EXPLAINING = re.compile(
     r"error|fatal|cannot|can't|failed|No space left|Permission denied|corrupt|unexpected end"
-    r"|not found|No such file",
+    r"|not found|No such file|Wrote only",
     re.IGNORECASE,
 )
 
@@ -47,7 +45,7 @@ def explaining_lines(output: str, limit: int = MAX_EXPLAINING_LINES) -> list[str
 
 def hint_for(output: str, where: Path, default: str) -> str:
     """The hint that fits the cause: a full disk or a permission problem before `default`."""
-    if DISK_FULL.search(output) or _free_bytes(where) < LOW_SPACE_BYTES:
+    if output_says_disk_full(output, where):
         return (
             f"the disk is full: free space on the file system of {where} "
             f"(df -h {where}), then run again"
@@ -55,13 +53,6 @@ def hint_for(output: str, where: Path, default: str) -> str:
     if PERMISSION.search(output):
         return f"check the permissions of {where} (and that it is not read-only)"
     return default
-
-
-def _free_bytes(where: Path) -> int:
-    try:
-        return shutil.disk_usage(where).free
-    except OSError:
-        return LOW_SPACE_BYTES  # cannot tell: do not claim a full disk
 
 
 def run_logged(
@@ -74,12 +65,17 @@ def run_logged(
     """Run `command` (a shell line runs in bash) with stdout and stderr into `log`
     (replaced); the output is also returned in `.stdout` for the caller to explain a
     failure."""
-    log.parent.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
         command, cwd=cwd, shell=shell, executable="/bin/bash" if shell else None,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
     )  # fmt: skip
-    log.write_text(result.stdout)
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(result.stdout)
+    except OSError as error:  # a full disk: the caller names it (the output is in hand)
+        if not is_disk_full(error):
+            raise
+        log.unlink(missing_ok=True)
     return result
 
 
@@ -90,10 +86,16 @@ def tool_failure(
     log: Path,
     where: Path,
     default_hint: str,
+    needs: str = RUN_NEEDS,
 ) -> HarnessError:
-    """`error_class` naming what failed, the explaining lines, the log and a fitting hint."""
+    """`error_class` naming what failed, the explaining lines, the log and a fitting hint;
+    DiskFull (for `where`, `what` needing `needs`) when the disk is full."""
     output = result.stdout or ""
     lines = "\n  ".join(explaining_lines(output))
+    if output_says_disk_full(output, where):
+        full = disk_full(where, what, needs)
+        where_log = f"full output: {log}" if log.is_file() else "(no room for its log either)"
+        return DiskFull(f"{full.message}:\n  {lines}\n{where_log}", full.hint)
     return error_class(
         f"{what} failed (exit {result.returncode}):\n  {lines}\nfull output: {log}",
         hint_for(output, where, default_hint),

@@ -10,6 +10,7 @@ scheduling.py  guest groups on one xdist worker, worker count, kernels built fir
 outcomes.py    verdicts as data; infrastructure faults as errors; a panic or hang a check
 fixtures.py    pipeline, built kernels, guest factory, evidence, `judged`
 results.py     the run's own directory, time breakdown, session-end reports
+disk_full.py   a full disk (cache or results): one message, no traceback, the session stops
 """
 
 pytest_plugins = [
@@ -18,4 +19,5 @@ pytest_plugins = [
     "harness.pytest_plugin.outcomes",
     "harness.pytest_plugin.fixtures",
     "harness.pytest_plugin.results",
+    "harness.pytest_plugin.disk_full",
 ]

@@ -13,6 +13,7 @@ import pytest
 from harness.build.revisions import Revision
 from harness.core import errors
 from harness.core.errors import (
+    DiskFull,
     HarnessError,
 )
 from harness.pytest_plugin.options import (
@@ -135,6 +136,8 @@ def prebuild_kernels(config: pytest.Config) -> tuple[float, dict[str, dict[str, 
     for rev in [*selected_revisions(config), *selected_debug_revisions(config)]:
         try:
             pipeline.build(rev)
+        except DiskFull:
+            raise  # not the revision's fault: the session ends with it (disk_full.py)
         except HarnessError as error:
             log.warning("build of %s failed (its scenarios report it): %s", rev.name, error)
             failures[rev.name] = {
