@@ -16,6 +16,11 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ["PYTHONPATH"] = os.pathsep.join(
     part for part in (str(REPO), os.environ.get("PYTHONPATH")) if part
 )
+# Under `pytest tests/ -n N` each worker has PYTEST_XDIST_WORKER set: a pytest session a test
+# starts in a subprocess would inherit it and take itself for a worker of the suite
+# (results/gw1/). The harness's own code in these tests needs no worker identity.
+for _name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+    os.environ.pop(_name, None)
 
 
 @pytest.fixture(scope="module")
