@@ -16,11 +16,6 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ["PYTHONPATH"] = os.pathsep.join(
     part for part in (str(REPO), os.environ.get("PYTHONPATH")) if part
 )
-# Under `pytest tests/ -n N` each worker has PYTEST_XDIST_WORKER set: a pytest session a test
-# starts in a subprocess would inherit it and take itself for a worker of the suite
-# (results/gw1/). The harness's own code in these tests needs no worker identity.
-for _name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
-    os.environ.pop(_name, None)
 
 
 @pytest.fixture(scope="module")
@@ -34,3 +29,13 @@ def run_initrd(tmp_path_factory: pytest.TempPathFactory, run_key: RunKey) -> Pat
     """The guest image (built once, cached by content) with the module's key."""
     base = image.build_image()
     return image.make_run_initrd(base, run_key.public_line, tmp_path_factory.mktemp("run"))
+
+
+@pytest.fixture(autouse=True)
+def _subprocesses_are_no_xdist_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under `pytest tests/ -n N` each worker has PYTEST_XDIST_WORKER set: a pytest session a
+    test starts in a subprocess would inherit it and take itself for a worker of the suite
+    (results/gw1/). Per test, not at import: pytest also imports this file in the scenario
+    suite's xdist workers (a `test*` directory under the rootdir), which need it."""
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
