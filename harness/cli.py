@@ -51,8 +51,11 @@ def _pipeline(args: argparse.Namespace) -> Pipeline:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    result = _pipeline(args).build(_revision(args))
+    revision = _revision(args)
+    result = _pipeline(args).build(revision)
     print(f"bzImage: {result.bzimage}\nconfig:  {result.config}\nlog:     {result.log}")
+    if result.overlay is not None:
+        print(f"overlay: {result.overlay.line(revision.name)}")
     return 0
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from harness.build import gcov_objects as coverage_objects
 from harness.build import kernel as build
+from harness.build import overlay as instrumentation
 from harness.build import source
 from harness.build.revisions import STOCK, Revision
 from harness.build.series import load_series
@@ -74,11 +75,15 @@ class Pipeline:
                     series=load_series(revision.series),
                     fragments=revision.fragments,
                     jobs=self.jobs,
+                    overlay=instrumentation.for_revision(revision),
                 )
-                self._builds[revision.name] = build.build_kernel(request)
+                result = build.build_kernel(request)
             except HarnessError as error:
                 self._failed_builds[revision.name] = error
                 raise
+            if result.overlay is not None and result.overlay.reduced:
+                log.warning("%s", result.overlay.line(revision.name))  # the run's one line
+            self._builds[revision.name] = result
         return self._builds[revision.name]
 
     @property

@@ -482,17 +482,17 @@ def test_the_command_names_a_build_failure(
 
 @pytest.mark.real
 def test_real_bisect_names_a_seeded_defect_in_the_middle_of_the_series(tmp_path: Path) -> None:
-    """hinting-v2-fixed's 9 patches with the mutant trigger-off-by-one inserted after patch
-    5 (it applies there with `git am` on the 6.1 base, and patches 6-9 apply on top of it),
-    so 10 patches: bisect must name patch 6, the mutant, with the check that fails.
+    """hinting-v2-fixed's 7 patches with the mutant trigger-off-by-one inserted after patch
+    5 (it applies there with `git am` on the 6.1 base, and patches 6-7 apply on top of it),
+    so 8 patches: bisect must name patch 6, the mutant, with the check that fails.
 
     `--good 3 -k detection`: under the whole suite this series is red long before the
     mutant (its first patches are v2's, whose offline BUG and react-failure hang only
-    patches 5 and 9 fix, and whose known-splats.txt belongs to hinting-v2), and the
-    detection steps read the debugfs state patch 3 adds. From patch 3 on, the detection
-    steps pass without the mutant; the mutant fails them (counts_match_model[at]).
-    Expected: 7 incremental builds (prefixes 4-10), then the suite on prefixes 10, 6, 4, 5
-    (10 and 6 red, stopped at the first failure by -x): about 10-20 minutes warm."""
+    patches 4 and 7 fix, and whose known-splats.txt belongs to hinting-v2). Every prefix
+    from patch 1 on gets the harness's instrumentation overlay, so the detection steps pass
+    without the mutant; the mutant fails them (counts_match_model[at]). Expected: 5
+    incremental builds (prefixes 4-8), then the suite on prefixes 8, 5, 6 (8 and 6 red,
+    stopped at the first failure by -x): about 10 minutes warm."""
     assert HINTING_V2_FIXED.series is not None
     fixed = load_series(HINTING_V2_FIXED.series).patches
     mutant = MUTANTS_DIR / "04-trigger-off-by-one.patch"
@@ -518,8 +518,8 @@ def test_real_bisect_names_a_seeded_defect_in_the_middle_of_the_series(tmp_path:
     def tried(phase: str) -> list[int]:
         return [t["k"] for t in data["tried"] if t["phase"] == phase]
 
-    assert tried(BUILD) == list(range(4, 11))
-    assert tried(SUITE) == [10, 6, 4, 5]
-    assert f"first bad patch: 6/10 {first_bad['subject']}: {first_bad['check']}" in run.stdout
+    assert tried(BUILD) == list(range(4, 9))
+    assert tried(SUITE) == [8, 5, 6]
+    assert f"first bad patch: 6/8 {first_bad['subject']}: {first_bad['check']}" in run.stdout
     assert (results / "bisect.md").is_file()
-    assert (results / "suite" / "prefix-06" / "pytest-junit.xml").is_file()
+    assert (results / "suite" / "prefix-6" / "pytest-junit.xml").is_file()  # 8: one digit

@@ -10,6 +10,7 @@ from xml.sax.saxutils import escape
 
 import pytest
 
+from harness.build.overlay import load_overlay
 from harness.build.series import load_series
 from harness.build.spec import V2_SPEC, load_spec
 from harness.campaigns import mutants
@@ -38,11 +39,14 @@ def test_unknown_ids_are_named() -> None:
         mutants.discover(["no-such-mutant"])
 
 
-def test_a_materialised_mutant_is_the_fixed_series_plus_one_patch(tmp_path: Path) -> None:
+def test_a_materialised_mutant_is_the_instrumented_fixed_series_plus_one_patch(
+    tmp_path: Path,
+) -> None:
     mutant = mutants.discover(["hwm-16"])[0]
     series = load_series(mutants.materialise(mutant, tmp_path))
     fixed = load_series(mutants.HINTING_V2_FIXED.series)
-    assert series.patches == (*fixed.patches, mutant.patch)
+    overlay = tuple(patch.path for patch in load_overlay().patches)
+    assert series.patches == (*fixed.patches, *overlay, mutant.patch)
     assert load_spec(tmp_path / "hwm-16") == V2_SPEC
 
 

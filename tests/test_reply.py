@@ -384,7 +384,7 @@ def test_mbox_without_cover_letter_replies_to_patch_one(tmp_path: Path) -> None:
 def test_series_directory_gives_its_first_patch_or_cover_letter(tmp_path: Path) -> None:
     thread = series_thread(REPO_ROOT / "patches" / "hinting-v2")
     assert thread is not None
-    assert thread.subject == "[PATCH 1/3] mm: Introduce Hinted pages"
+    assert thread.subject == "[PATCH 1/2] mm: Introduce Hinted pages"
     assert thread.message_id == ""  # not mail: nothing to reply to
     directory = tmp_path / "v3"
     directory.mkdir()

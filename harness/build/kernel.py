@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TextIO
 
 from harness.build import gcov_objects as coverage_objects
+from harness.build import overlay as instrumentation
 from harness.build.gcov_objects import is_coverage_config, objects_to_profile
 from harness.build.kconfig import configure, merge_fragments
 from harness.build.series import Series, apply_series
@@ -99,6 +100,9 @@ class BuildRequest:
     fragments: tuple[Path, ...] = DEFAULT_FRAGMENTS
     jobs: int = 3
     name: str | None = None  # worktree name; default derived from commit + series digest
+    # the harness's instrumentation, applied after the series where the tree lacks it
+    # (harness/build/overlay.py); None: the series alone
+    overlay: instrumentation.Overlay | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,7 @@ class BuildResult:
     key: str
     duration: float
     stages: tuple[StageResult, ...] = ()
+    overlay: instrumentation.OverlayResult | None = None  # None: no overlay was asked for
 
     @property
     def system_map(self) -> Path:
@@ -152,7 +157,10 @@ def _stage(name: str, work: Callable[[], tuple[BuildStatus, Path]]) -> StageResu
 def prepare_tree_stage(req: BuildRequest, name: str) -> StageResult:
     return _stage(
         "prepare-tree",
-        lambda: (BuildStatus.SUCCESS, prepare_worktree(req.source, req.series, name)),
+        lambda: (
+            BuildStatus.SUCCESS,
+            prepare_worktree(req.source, req.series, name, req.overlay),
+        ),
     )
 
 
@@ -220,6 +228,7 @@ def build_kernel(req: BuildRequest) -> BuildResult:
         raise last.error
     assert last.output is not None  # the make stage: the only one with output
     artifacts = last.output
+    tree = stages[0].output
     return BuildResult(
         status=last.status,
         bzimage=artifacts / "bzImage",
@@ -228,6 +237,7 @@ def build_kernel(req: BuildRequest) -> BuildResult:
         key=artifacts.name,
         duration=sum(stage.seconds for stage in stages),
         stages=stages,
+        overlay=instrumentation.recorded(tree / SERIES_MARKER) if tree else None,
     )
 
 
@@ -255,11 +265,16 @@ def fragments_digest(fragments: tuple[Path, ...]) -> str:
     return hashlib.sha256(json.dumps(options).encode()).hexdigest()
 
 
-def prepare_worktree(source: KernelSource, series: Series, name: str) -> Path:
-    """Worktree `name` with `series` applied: reused when its marker matches; else taken
-    over from a built worktree of the same source and config (an incremental rebuild: make
-    redoes only what the series changes), else made fresh."""
-    marker = _series_marker(source, series)
+def prepare_worktree(
+    source: KernelSource,
+    series: Series,
+    name: str,
+    overlay: instrumentation.Overlay | None = None,
+) -> Path:
+    """Worktree `name` with `series` (then what `overlay` adds) applied: reused when its
+    marker matches; else taken over from a built worktree of the same source and config (an
+    incremental rebuild: make redoes only what the series changes), else made fresh."""
+    marker = _series_marker(source, series, overlay)
     path = worktree_path(name)
     if _marker_matches(path, marker):
         return make_worktree(source, name, reuse=True)
@@ -267,20 +282,35 @@ def prepare_worktree(source: KernelSource, series: Series, name: str) -> Path:
     with disk_full_as_error(path.parent, f"preparing worktree {name}", WORKTREE_NEEDS):
         donor = None if path.exists() else take_over_donor(source, name)
         if donor is not None:
-            return _apply_incrementally(source, series, path, donor, marker)
+            return _apply_incrementally(source, series, path, donor, marker, overlay)
         tree = make_worktree(source, name)  # reset hard + clean: the old marker goes too
         if series.patches:
             with step(
                 f"applying {len(series.patches)} patches of {series.name} to {tree}", phase="git"
             ):
                 apply_series(tree, series)
-        _write_marker(tree, marker)
+        _write_marker(tree, marker, _instrument(tree, overlay))
     return tree
 
 
-def _write_marker(tree: Path, marker: dict[str, str]) -> None:
+def _instrument(
+    tree: Path, overlay: instrumentation.Overlay | None
+) -> instrumentation.OverlayResult | None:
+    """The overlay on top of the series (None: not asked for); where it does not apply the
+    tree keeps the series alone (the caller names the revision in its one-line warning)."""
+    if overlay is None:
+        return None
+    result = instrumentation.apply_overlay(tree, overlay)
+    log.info("%s", result.line(f"worktree {tree.name}"))
+    return result
+
+
+def _write_marker(
+    tree: Path, marker: dict[str, str], overlay: instrumentation.OverlayResult | None = None
+) -> None:
     head = run_git(["rev-parse", "HEAD"], tree).stdout.strip()
-    write_text_atomic(tree / SERIES_MARKER, json.dumps({**marker, "head": head}, indent=1) + "\n")
+    recorded = instrumentation.record({**marker, "head": head}, overlay)
+    write_text_atomic(tree / SERIES_MARKER, json.dumps(recorded, indent=1) + "\n")
 
 
 def take_over_donor(source: KernelSource, name: str) -> str | None:
@@ -338,7 +368,12 @@ def _repoint_build_paths(tree: Path, old: Path) -> None:
 
 
 def _apply_incrementally(
-    source: KernelSource, series: Series, tree: Path, donor_head: str, marker: dict[str, str]
+    source: KernelSource,
+    series: Series,
+    tree: Path,
+    donor_head: str,
+    marker: dict[str, str],
+    overlay: instrumentation.Overlay | None = None,
 ) -> Path:
     """Reset the taken-over tree to the source (build outputs stay), apply `series`, and
     give back their old mtimes to files whose content is the same as in the donor's build,
@@ -351,11 +386,12 @@ def _apply_incrementally(
         (tree / SERIES_MARKER).unlink(missing_ok=True)
         if series.patches:
             apply_series(tree, series)
+        result = _instrument(tree, overlay)
     really_changed = _changed_files(tree, donor_head, "HEAD")
     for name, stamp in times.items():
         if name not in really_changed and (tree / name).exists():
             os.utime(tree / name, stamp)
-    _write_marker(tree, marker)
+    _write_marker(tree, marker, result)
     log.info("incremental: %d files differ from the donor's build", len(really_changed))
     return tree
 
@@ -372,8 +408,13 @@ def _stat(path: Path) -> os.stat_result | None:
         return None
 
 
-def _series_marker(source: KernelSource, series: Series) -> dict[str, str]:
-    return {"source_commit": source.commit, "series": series.name, "digest": series.digest}
+def _series_marker(
+    source: KernelSource, series: Series, overlay: instrumentation.Overlay | None = None
+) -> dict[str, str]:
+    marker = {"source_commit": source.commit, "series": series.name, "digest": series.digest}
+    if overlay is not None:  # (only then: a tree built before the overlay existed is reused)
+        marker["overlay_digest"] = overlay.digest
+    return marker
 
 
 def _marker_matches(tree: Path, expected: dict[str, str]) -> bool:
@@ -597,6 +638,11 @@ def _store_artifacts(
     return target
 
 
+def _recorded_overlay(tree: Path) -> dict[str, object] | None:
+    result = instrumentation.recorded(tree / SERIES_MARKER)
+    return result.to_json() if result else None
+
+
 def _meta(
     req: BuildRequest, tree: Path, key: str, duration: float, extra: tuple[str, ...]
 ) -> dict[str, object]:
@@ -614,6 +660,7 @@ def _meta(
             "patches": [str(p) for p in req.series.patches],
         },
         "fragments": [str(f) for f in req.fragments],
+        "overlay": _recorded_overlay(tree),
         "compiler": compiler_version(),
         "worktree": str(tree),
         "make": make_command(req.jobs, extra),

@@ -491,6 +491,14 @@ def _failure_detail(tree: Path, patch: Path, output: str) -> str:
     return "\n".join(lines)
 
 
+def failed_hunks(tree: Path, patch: Path) -> list[str]:
+    """Each hunk of `patch` that does not apply to `tree` as 'FILE:LINE @@ ... @@ context'
+    (`git apply --check`); git's own error lines when it names no hunk (a missing file)."""
+    check = run_git(["apply", "--check", "-v", str(patch)], tree, check=False)
+    errors = _error_lines(check.stdout + check.stderr)
+    return _failed_hunks(patch, errors) or errors
+
+
 def _error_lines(text: str) -> list[str]:
     """git's `error:` lines without the echoed context ('while searching for:' blocks)."""
     return [

@@ -44,6 +44,7 @@ from typing import Any
 
 from harness.build.kernel import BuildRequest, MakeError, build_stages
 from harness.build.known_splats import KNOWN_SPLATS_FILE
+from harness.build.overlay import for_revision
 from harness.build.revisions import NOT_HINTING, Revision, resolve
 from harness.build.series import Series, load_series, patch_subject, write_quilt_series
 from harness.build.spec import MANIFEST_NAME
@@ -255,7 +256,9 @@ def build_prefix(pipeline: Pipeline, revision: Revision, k: int) -> PrefixVerdic
     assert revision.series is not None
     started = time.monotonic()
     series = load_series(revision.series)
-    request = BuildRequest(pipeline.source, series, revision.fragments, pipeline.jobs)
+    request = BuildRequest(
+        pipeline.source, series, revision.fragments, pipeline.jobs, overlay=for_revision(revision)
+    )
     stages = build_stages(request)
     seconds = time.monotonic() - started
     last = stages[-1]

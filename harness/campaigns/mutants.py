@@ -1,12 +1,13 @@
 """The mutant campaign: does the suite fail a revision with one seeded defect?
 
-Each `patches/mutants/NN-<id>.patch` is one small defect on top of hinting-v2-fixed; its
-commit message names the check that must catch it and carries a `Caught-by-class:`
-trailer (params, trigger, prediction, work, accounting, counting, boundary, integrity,
-concurrency, lifecycle). For each mutant the campaign writes a quilt series (hinting-v2-fixed's
-patches, then the mutant) with hinting-v2-fixed's params.toml, and runs the scenario suite
-on it in a pytest subprocess: release kernels, plus the debug kernel for the concurrency
-class. The clean hinting-v2-fixed runs the same way first and must pass.
+Each `patches/mutants/NN-<id>.patch` is one small defect on top of hinting-v2-fixed with
+the harness's instrumentation (patches/instrumentation/) applied; its commit message names
+the check that must catch it and carries a `Caught-by-class:` trailer (params, trigger,
+prediction, work, accounting, counting, boundary, integrity, concurrency, lifecycle). For
+each mutant the campaign writes a quilt series (hinting-v2-fixed's patches, the
+instrumentation's, then the mutant) with hinting-v2-fixed's params.toml, and runs the
+scenario suite on it in a pytest subprocess: release kernels, plus the debug kernel for
+the concurrency class. The clean hinting-v2-fixed runs the same way first and must pass.
 
 Outcome of a mutant, from the subprocess's JUnit (read with junitparser):
 * caught: a scenario *failed* (an assertion: a named judge check, or a kernel log problem
@@ -45,6 +46,7 @@ from pathlib import Path
 
 from junitparser import Error, Failure, JUnitXml, TestCase, TestSuite
 
+from harness.build.overlay import load_overlay
 from harness.build.revisions import HINTING_V2_FIXED
 from harness.build.series import load_series, patch_subject, write_quilt_series
 from harness.build.spec import MANIFEST_NAME
@@ -118,11 +120,15 @@ def discover(only: Sequence[str] = ()) -> list[Mutant]:
 
 
 def materialise(mutant: Mutant, directory: Path) -> Path:
-    """A quilt series directory: the base revision's patches, then the mutant."""
+    """A quilt series directory: the base revision's patches, the harness's instrumentation,
+    then the mutant. Mutants are made on the instrumented tree (some break the
+    instrumentation itself, e.g. debugfs-field-renamed); the build finds the overlay
+    present and does not apply it again."""
     base = HINTING_V2_FIXED.series
     assert base is not None
+    overlay = [patch.path for patch in load_overlay().patches]
     return write_quilt_series(
-        [*load_series(base).patches, mutant.patch],
+        [*load_series(base).patches, *overlay, mutant.patch],
         directory / mutant.id,
         companions=[base / MANIFEST_NAME],
     )

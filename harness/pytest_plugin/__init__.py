@@ -11,6 +11,7 @@ outcomes.py    verdicts as data; infrastructure faults as errors; a panic or han
 fixtures.py    pipeline, built kernels, guest factory, evidence, `judged`
 results.py     the run's own directory, time breakdown, session-end reports
 disk_full.py   a full disk (cache or results): one message, no traceback, the session stops
+reduced.py     a revision the instrumentation overlay did not apply to: reduced forms, skips
 """
 
 pytest_plugins = [
@@ -20,4 +21,5 @@ pytest_plugins = [
     "harness.pytest_plugin.fixtures",
     "harness.pytest_plugin.results",
     "harness.pytest_plugin.disk_full",
+    "harness.pytest_plugin.reduced",
 ]

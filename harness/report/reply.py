@@ -27,6 +27,7 @@ from pathlib import Path
 from harness.build.series import MBOX_SEPARATOR, load_series, patch_subject
 from harness.core.errors import HarnessError
 from harness.core.units import MiB
+from harness.report.reduced import reduced_cases, reduced_section
 from harness.report.run_results import (
     CaseResult,
     console_excerpt,
@@ -431,7 +432,9 @@ def compose(run_dir: Path, context: ReplyContext) -> str:
         lines += header("In-Reply-To", thread.message_id)
     cases = read_cases(run_dir)
     env = environment(run_dir, context)
-    passed = green(cases, context)
+    # a run judged without the instrumentation (reduced) tested less: no Tested-by
+    reduced = bool(reduced_cases(run_dir))
+    passed = green(cases, context) and not reduced
     lines += ["", "Hi,", ""]
     if cases is None:
         lines += wrap(
@@ -442,6 +445,12 @@ def compose(run_dir: Path, context: ReplyContext) -> str:
         lines += wrap(
             "the page hinting harness ran its scenario suite on this series: all "
             f"{_count(len(cases), 'test case')} passed."
+        )
+    elif reduced and green(cases, context):
+        lines += wrap(
+            "the page hinting harness ran its scenario suite on this series without its "
+            "instrumentation, which does not apply to it: every test case it could judge "
+            "passed, with reduced verdicts (details below)."
         )
     else:
         bad = sum(c.bad for c in cases)
@@ -456,6 +465,7 @@ def compose(run_dir: Path, context: ReplyContext) -> str:
     sections = [
         tested_section(run_dir, context, env, cases),
         verdict_section(cases) if cases else [],
+        reduced_section(run_dir),
         failure_section(run_dir, cases),
         reclaim_section(run_dir),
         fault_section(run_dir, env),

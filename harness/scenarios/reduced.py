@@ -1,0 +1,416 @@
+"""Reduced forms of the scenarios, for a hinting kernel built without the instrumentation.
+
+Where the harness's instrumentation overlay does not apply to a revision (it rewrote the
+code the overlay hooks: harness/build/overlay.py), its kernel has no hinted counts, no
+debugfs page_hinting/state, no activity counters and no test hooks. The plugin
+(harness/pytest_plugin/reduced.py) then runs, in a scenario's place and with the same
+fixtures, its reduced form registered here: the same workload, judged on what needs no
+instrumentation (free counts from buddyinfo and pagetypeinfo against the count model, the
+host RSS, meminfo, the kernel log, data integrity; harness/judge/reduced.py), with quiet
+points found from the free lists (harness/drive/quiet.py). The scenarios of the modules
+named in `module_needs` below have no such form: they are skipped as not judged.
+
+harness/conftest.py loads this module, which registers the forms.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.build.known_splats import is_known, load_known_splats
+from harness.build.revisions import Revision
+from harness.build.spec import HintingSpec, load_spec
+from harness.drive.quiet import wait_quiet
+from harness.drive.workloads import (
+    NR_HUGEPAGES,
+    measure_release,
+    run_pattern,
+    set_hugepages,
+    tmpfs_checksum,
+)
+from harness.judge import (
+    CORRUPTION,
+    FreeMemory,
+    Verdict,
+    VerdictFailed,
+    judge_accounting,
+    judge_feature_off,
+    judge_integrity,
+    judge_kernel_log,
+    judge_oom,
+    judge_returned,
+    judge_step,
+    verdict_of,
+)
+from harness.judge.reduced import (
+    HINTED_COUNTS,
+    REDUCED_LABEL,
+    free_counts,
+    judge_files_agree,
+    judge_free_prediction,
+    judge_zones_present,
+    not_judged,
+)
+from harness.model.counts import FreeBlock, MergeFree, OrderCounts, predict_idle
+from harness.model.params import Params
+from harness.observe import dmesg
+from harness.pipeline import GuestFactory
+from harness.pytest_plugin.reduced import module_needs, reduced_form, runs_as_is
+from harness.report.evidence import save_console, save_json, save_measurement
+from harness.scenarios import test_debug as debug
+from harness.scenarios import test_detection as detection
+from harness.scenarios import test_lifecycle as lifecycle
+from harness.scenarios import test_poison as poison
+from harness.scenarios import test_release as release
+from harness.scenarios.guest_checks import observe, splats
+from harness.scenarios.scripted_guest import ScriptedGuest
+
+runs_as_is("test_build", "test_kconfig_has_the_mechanism")
+module_needs("test_batches_out", "the react_delay_ms test hook and the activity counters")
+module_needs(
+    "test_isolation",
+    "the react_delay_ms test hook, fail_function on virtqueue_add_inbuf() and debugfs "
+    "page_hinting/state",
+)
+module_needs("test_offline", "the react_delay_ms test hook and debugfs page_hinting/state")
+module_needs("test_lifecycle", "debugfs page_hinting/state across the event")
+
+
+def reduced(label: str) -> str:
+    return f"{label} ({REDUCED_LABEL})"
+
+
+def settle(vm, spec: HintingSpec) -> None:
+    """A quiet point: three worker delays, then the free lists unchanged for a second."""
+    wait_quiet(vm, min_order=spec.min_order, settle_s=3 * spec.delay_s)
+
+
+def files_agree(guest: ScriptedGuest, label: str) -> Verdict:
+    """Observe at a quiet point and compare the files; read again (up to three times) while
+    they disagree: two reads a moment apart may see a block move."""
+    verdict = Verdict(())
+    for attempt in range(1, 4):
+        obs = guest.observe(label if attempt == 1 else f"{label}-read{attempt}")
+        verdict = verdict_of(judge_files_agree(obs, guest.spec, int(guest.revision.debug)))
+        if verdict.passed:
+            break
+    return verdict
+
+
+# --- test_release ------------------------------------------------------------------------
+
+
+@reduced_form("test_release", "test_release_returns_memory_to_host")
+def release_returns_memory(
+    revision: Revision,
+    new_guest: GuestFactory,
+    evidence: Path,
+    release_mib: int,
+    record_measurement,
+    judged,
+) -> None:
+    with new_guest(revision, evidence) as vm:
+        m = measure_release(
+            vm, release_mib, expect_return=True, deadline_s=release.deadline_for(revision)
+        )
+        save_measurement(evidence, revision.name, m)
+        obs = observe(vm)
+        save_json(evidence / "observations.json", obs)
+        found = splats(vm)
+        save_console(evidence, vm.console_log)
+    returned = judge_returned(m.returned_bytes, m.released_bytes, m.watched_s)
+    record_measurement(
+        {
+            "revision": revision.name,
+            "released_bytes": m.released_bytes,
+            "returned_bytes": m.returned_bytes,
+            "seconds_to_90pct": m.seconds_to_90pct,
+            "touch_seconds": round(m.touch_seconds, 2),
+            "passed": returned.passed,
+        },
+        m,
+    )
+    verdict = verdict_of(
+        judge_kernel_log(found),
+        returned,
+        judge_files_agree(obs, load_spec(revision.series)),
+        not_judged("pages_hinted", HINTED_COUNTS),
+        not_judged("rss_drop_covers_hinted", HINTED_COUNTS),
+    )
+    judged(reduced("release"), verdict)
+    assert verdict.passed, f"{revision.name} ({REDUCED_LABEL}):\n{verdict}"
+
+
+@reduced_form("test_release", "test_negative_control_feature_off")
+def negative_control(
+    revision: Revision, new_guest: GuestFactory, evidence: Path, release_mib: int, judged
+) -> None:
+    with new_guest(revision, evidence, free_page_reporting=False) as vm:
+        m = measure_release(
+            vm, release_mib, expect_return=False, deadline_s=release.negative_window_for(revision)
+        )
+        save_measurement(evidence, f"{revision.name} (feature off)", m)
+        found = splats(vm)
+        save_console(evidence, vm.console_log)
+    verdict = verdict_of(judge_kernel_log(found)) + judge_feature_off(m.returned_bytes, None)
+    verdict += verdict_of(not_judged("no_hinting_when_off", HINTED_COUNTS))
+    judged(reduced("feature off"), verdict)
+    assert verdict.passed, f"{revision.name} ({REDUCED_LABEL}):\n{verdict}"
+
+
+# --- test_detection ------------------------------------------------------------------------
+
+
+@reduced_form("test_detection", "test_boot_idle_point")
+def boot_quiet_point(guest: ScriptedGuest) -> None:
+    settle(guest.vm, guest.spec)
+    obs = guest.observe("boot")
+    # the zone the threshold step works in: the one holding most top-order blocks
+    guest.zone = max(obs.buddyinfo.free.items(), key=lambda kv: kv[1][-1])[0][1]
+    verdict = verdict_of(
+        judge_files_agree(obs, guest.spec, int(guest.revision.debug)),
+        not_judged("idle_trigger_rule", HINTED_COUNTS),
+        not_judged("parameters_match_spec", "debugfs page_hinting/state"),
+    )
+    guest.record(reduced("boot"), verdict)
+    assert verdict.passed, f"{guest.revision.name} after boot ({REDUCED_LABEL}):\n{verdict}"
+
+
+@reduced_form("test_detection", "test_threshold_below_at_above")
+def threshold_free_counts(guest: ScriptedGuest) -> None:
+    """The threshold steps, with the free counts at each quiet point against the model's
+    (they do not depend on what was hinted: every block taken for hinting comes back)."""
+    spec, vm = guest.spec, guest.vm
+    params = Params(min_order=spec.min_order, hwm=spec.hwm, capacity=spec.capacity)
+    top = params.top_order
+    settle(vm, spec)
+    start = guest.observe("threshold-start")
+    zone_key = next(k for k in start.pagetypeinfo.free if k[1] == guest.zone and k[2] == "Movable")
+    held = start.pagetypeinfo.free[zone_key][spec.min_order]
+    filled = set_hugepages(vm, held)
+    steps = verdict_of(judge_step("hugetlb_pool_filled", filled == held, f"{filled} of {held}"))
+    guest.record(reduced("threshold set-up"), steps)
+    assert steps.passed, f"{guest.revision.name}:\n{steps}"
+    verdicts = Verdict(())
+    for label, pairs in (("below", spec.hwm - 1), ("at", spec.hwm), ("above", spec.hwm + 8)):
+        settle(vm, spec)
+        reached = set_hugepages(vm, held + 2 * pairs)
+        steps = verdict_of(
+            judge_step(f"hugetlb_pool_grew[{label}]", reached == held + 2 * pairs, f"{reached}")
+        )
+        if not steps.passed:
+            verdicts += guest.record(reduced(f"threshold {label} set-up"), steps)
+            break
+        settle(vm, spec)
+        allocated = guest.observe(f"threshold-{label}-allocated")
+        free = free_counts(allocated, guest.zone, params.hinting_orders)
+        set_hugepages(vm, held)
+        events = [FreeBlock(top - 1), MergeFree(top)] * pairs
+        prediction = predict_idle({o: OrderCounts(n, 0) for o, n in free.items()}, events, params)
+        settle(vm, spec)
+        after = guest.observe(f"threshold-{label}-freed")
+        verdict = verdict_of(
+            judge_free_prediction(label, prediction, after, guest.zone),
+            judge_files_agree(after, spec, int(guest.revision.debug)),
+            not_judged(f"work_matches_model[{label}]", "the activity counters"),
+        )
+        verdicts += guest.record(reduced(f"threshold {label}: {pairs} pairs"), verdict)
+    set_hugepages(vm, 0)
+    assert verdicts.passed, f"{guest.revision.name} ({REDUCED_LABEL}):\n{verdicts}"
+
+
+@reduced_form("test_detection", "test_free_memory_returns")
+def free_memory_returns(guest: ScriptedGuest) -> None:
+    settle(guest.vm, guest.spec)
+    min_order = guest.spec.min_order
+    baseline = FreeMemory.of(guest.observe("accounting-start"), min_order)
+    after = []
+    for cycle in range(1, detection.ACCOUNTING_CYCLES + 1):
+        guest.vm.ssh.check(f"echo | memhog {detection.ACCOUNTING_MIB} > /dev/null", timeout=600)
+        settle(guest.vm, guest.spec)
+        after.append(FreeMemory.of(guest.observe(f"accounting-{cycle}"), min_order))
+    accounting = judge_accounting(
+        baseline, after, detection.ACCOUNTING_TOLERANCE_KIB, detection.HIGH_ORDER_TOLERANCE_KIB
+    )
+    verdict = verdict_of(accounting, not_judged("work_within_model", "the activity counters"))
+    guest.record(reduced("accounting"), verdict)
+    assert verdict.passed, f"{guest.revision.name} ({REDUCED_LABEL}):\n{verdict}"
+
+
+@reduced_form("test_detection", "test_memory_keeps_its_contents")
+def memory_keeps_its_contents(guest: ScriptedGuest) -> None:
+    vm = guest.vm
+    vm.ssh.check(
+        f"dd if=/dev/urandom of={detection.TMPFS_FILE} bs=1M "
+        f"count={detection.TMPFS_FILE_MIB} 2>/dev/null",
+        timeout=300,
+    )
+    before = tmpfs_checksum(vm, detection.TMPFS_FILE)
+    output = run_pattern(
+        vm, detection.PATTERN_HOLD_MIB, detection.PATTERN_CHURN_MIB, detection.PATTERN_ROUNDS, 900
+    )
+    settle(vm, guest.spec)
+    after = tmpfs_checksum(vm, detection.TMPFS_FILE)
+    vm.ssh.check(f"rm -f {detection.TMPFS_FILE}")
+    (guest.evidence / "pattern.out").write_text(output)
+    verdict = guest.record(
+        reduced("integrity"), verdict_of(judge_integrity(output, [(before, after)]))
+    )
+    assert verdict.passed, f"{guest.revision.name} ({REDUCED_LABEL}):\n{verdict}"
+
+
+@reduced_form("test_detection", "test_page_fault_cost")
+def page_fault_cost(guest: ScriptedGuest, record_fault_rate) -> None:
+    settle(guest.vm, guest.spec)
+    command = f"faultbench {detection.FAULTBENCH_MIB} {detection.FAULTBENCH_S}"
+    out = guest.vm.ssh.check(command, timeout=300).stdout
+    (guest.evidence / "faultbench.out").write_text(out)
+    fields = dict(zip(out.split()[::2], out.split()[1::2], strict=False))
+    rate = float(fields["per_s"])
+    record_fault_rate(guest.revision.name, rate)
+    verdict = guest.record(
+        reduced("page fault cost"), verdict_of(judge_step("faults_counted", rate > 0, out))
+    )
+    assert verdict.passed, f"{guest.revision.name}:\n{verdict}"
+
+
+@reduced_form("test_detection", "test_two_zones")
+def two_zones(revision: Revision, new_guest: GuestFactory, results_dir: Path, judged) -> None:
+    """Both zones' memory comes back after a release from both (free memory and the free
+    blocks of the hinting orders), and the files agree."""
+    evidence = results_dir / f"two-zones[{revision.name}]"
+    evidence.mkdir(parents=True, exist_ok=True)
+    spec = load_spec(revision.series)
+    with new_guest(revision, evidence, memory_mib=detection.TWO_ZONE_GUEST_MIB) as vm:
+        settle(vm, spec)
+        before = observe(vm)
+        vm.ssh.check(f"echo | memhog {detection.TWO_ZONE_RELEASE_MIB} > /dev/null", timeout=900)
+        settle(vm, spec)
+        obs = observe(vm)
+        found = splats(vm)
+        save_json(evidence / "observations.json", obs)
+        save_console(evidence, vm.console_log)
+    (evidence / "initrd.img").unlink(missing_ok=True)
+    verdict = verdict_of(
+        judge_kernel_log(found),
+        judge_zones_present(obs, 2),
+        judge_accounting(
+            FreeMemory.of(before, spec.min_order),
+            [FreeMemory.of(obs, spec.min_order)],
+            detection.ACCOUNTING_TOLERANCE_KIB,
+            detection.HIGH_ORDER_TOLERANCE_KIB,
+        ),
+        judge_files_agree(obs, spec),
+        not_judged("zones_cycled", "the per-zone activity counters"),
+    )
+    judged(reduced("two zones"), verdict)
+    assert verdict.passed, f"{revision.name} ({REDUCED_LABEL}):\n{verdict}"
+
+
+# --- test_lifecycle ------------------------------------------------------------------------
+
+
+@reduced_form("test_lifecycle", "test_oom_kills_the_workload_and_hinting_goes_on")
+def oom(lifecycle_guest: lifecycle.LifecycleGuest) -> None:
+    guest, vm = lifecycle_guest, lifecycle_guest.vm
+    settle(vm, guest.spec)
+    vm.ssh.check("echo 1 > /proc/sys/vm/overcommit_memory")
+    result = vm.ssh.run(f"echo | memhog {lifecycle.OOM_ASK_MIB}", timeout=300)
+    vm.ssh.check("echo 0 > /proc/sys/vm/overcommit_memory")
+    log = vm.ssh.check("dmesg").stdout
+    found = dmesg.classify(log)
+    oom_ids = {s.id for s in found if s.kind == "OOM" or s.id.startswith("OOM")}
+    guest.expected_splats |= oom_ids
+    others = [f"{s.kind} {s.id}" for s in found if s.id not in oom_ids]
+    verdict = judge_oom(result.exit_status, log.count(lifecycle.OOM_REPORT), others)
+    settle(vm, guest.spec)
+    verdict += files_agree(guest, "after-oom")
+    verdict += verdict_of(not_judged("idle_trigger_rule", HINTED_COUNTS))
+    guest.record(reduced("out of memory"), verdict)
+    assert verdict.passed, f"{guest.revision.name} after an OOM kill ({REDUCED_LABEL}):\n{verdict}"
+
+
+# --- test_debug, test_poison -------------------------------------------------------------
+
+
+@reduced_form("test_debug", "test_debug_kernel_log_is_clean_or_known")
+def debug_kernel_log(
+    debug_revision: Revision, new_guest: GuestFactory, evidence: Path, release_mib: int, judged
+) -> None:
+    """The release with a concurrent pattern on the second vCPU, fdgrow, and frees on both
+    CPUs while the worker runs; judged on the log, integrity, the files and the RSS."""
+    spec = load_spec(debug_revision.series)
+    with new_guest(debug_revision, evidence, boot_timeout=debug.DEBUG_BOOT_TIMEOUT_S) as vm:
+        cpus = int(vm.ssh.check("nproc").stdout)
+        concurrent = vm.ssh.start(debug.CONCURRENT_PATTERN)
+        m = measure_release(vm, release_mib, expect_return=True, deadline_s=debug.DEBUG_DEADLINE_S)
+        pattern = concurrent.wait(timeout=600)
+        (evidence / "pattern.out").write_text(pattern.stdout)
+        save_measurement(evidence, debug_revision.name, m)
+        vm.ssh.check("fdgrow 8", timeout=300)
+        _free_on_both_cpus(vm, spec)
+        obs = observe(vm)
+        save_json(evidence / "observations.json", obs)
+        found = splats(vm)
+        save_console(evidence, vm.console_log)
+    save_json(evidence / "splats.json", found)
+    known = load_known_splats(debug_revision.series)
+    verdict = verdict_of(
+        judge_step("debug_guest_has_two_cpus", cpus >= 2, f"{cpus} CPUs"),
+        judge_integrity(pattern.stdout, []),
+        judge_kernel_log(found, known, sorted(p for p in known if p.startswith("lockdep:"))),
+        judge_files_agree(obs, spec, tolerance=1),
+        judge_returned(m.returned_bytes, m.released_bytes, m.watched_s),
+        not_judged("idle_trigger_rule", HINTED_COUNTS),
+    )
+    judged(reduced("debug kernel"), verdict)
+    assert verdict.passed, f"{debug_revision.name} ({REDUCED_LABEL}):\n{verdict}"
+
+
+def _free_on_both_cpus(vm, spec: HintingSpec) -> None:
+    """test_debug's frees on both CPUs while the worker runs (a hugetlb shrink on CPU 0, a
+    release on CPU 1), with quiet points from the free lists."""
+    settle(vm, spec)
+    set_hugepages(vm, debug.OVERLAP_HUGEPAGES)
+    hog = vm.ssh.start(f"taskset -c 1 memhog {debug.OVERLAP_MIB}")
+    touched = hog.read_line(timeout=600)
+    if not touched.startswith("touched"):
+        detail = f"memhog on CPU 1 said {touched!r} {hog.stderr_so_far}"
+        raise VerdictFailed(
+            "free on both CPUs", verdict_of(judge_step("memhog_ran", False, detail))
+        )
+    settle(vm, spec)
+    vm.ssh.check(f"taskset -c 0 sh -c 'echo 0 > {NR_HUGEPAGES}'", timeout=120)
+    hog.write_line("")
+    hog.read_line(timeout=120)
+    hog.wait(timeout=120)
+    settle(vm, spec)
+
+
+@reduced_form("test_poison", "test_poisoned_guest_hints_only_if_the_defect_is_known")
+def poisoned_guest(
+    debug_revision: Revision, new_guest: GuestFactory, evidence: Path, judged
+) -> None:
+    """A series that hints poisoned pages makes the allocator report corruption: the log
+    must be clean, or show what the series lists as kept (whether hinting refused to start
+    cannot be read without debugfs)."""
+    with new_guest(
+        debug_revision,
+        evidence,
+        balloon_page_poison=False,
+        extra_cmdline="page_poison=1",
+        boot_timeout=poison.POISON_BOOT_TIMEOUT_S,
+        smp=poison.POISON_SMP,
+    ) as vm:
+        vm.ssh.check("echo | memhog 512", timeout=300)
+        found = splats(vm)
+        save_console(evidence, vm.console_log)
+    save_json(evidence / "splats.json", found)
+    known = load_known_splats(debug_revision.series)
+    keeps_defect = is_known(CORRUPTION, known)
+    verdict = verdict_of(
+        judge_kernel_log(found, known, [CORRUPTION] if keeps_defect else []),
+        not_judged("no_hinting_of_poisoned_pages", "debugfs page_hinting/state"),
+    )
+    judged(reduced("poisoned guest"), verdict)
+    assert verdict.passed, f"{debug_revision.name} ({REDUCED_LABEL}):\n{verdict}"
