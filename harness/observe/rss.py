@@ -4,6 +4,11 @@ Free page hinting shows from the host as the QEMU process RSS falling after the 
 memory, so the sampler records (time, RSS) pairs in a background thread and the helpers
 here turn them into numbers: peak, time until most of the memory came back.
 Times are `time.monotonic()` seconds unless a different clock is injected.
+
+The numbers come from /proc/<pid>/status, not psutil: the evidence splits the RSS into
+RssAnon, RssFile and RssShmem (guest RAM is anonymous or shared memory, depending on the
+memory backend), which psutil's memory_info() does not give, and its memory_full_info()
+walks smaps, far too slow for a 10 Hz sampler of a multi-GiB process.
 """
 
 from __future__ import annotations
