@@ -266,3 +266,43 @@ def test_parallel_workers_keep_their_own_evidence_and_the_reports_merge(tmp_path
     cases = ET.parse(results / "junit.xml").getroot().findall(".//testcase")
     assert len(cases) == 4
     assert "time breakdown" in run.stdout and (results / "timing.json").is_file()
+
+
+PANIC_IN_SETUP = """\
+import pytest
+import harness.pytest_plugin.outcomes as outcomes
+from harness.core.errors import GuestPanic
+from harness.guest.cmdline import VMConfig
+
+@pytest.fixture
+def booted(tmp_path):
+    outcomes.boots_without_reporting = lambda config: True
+    console = tmp_path / "console.log"
+    console.write_text("RIP: 0010:wait_for_initramfs+0x0/0x3b\\nCode: 00 00 00 <00> 00 00\\n")
+    config = VMConfig(kernel=tmp_path, initrd=tmp_path, workdir=tmp_path)
+    error = GuestPanic("guest kernel failed during boot", "see", console, config)
+    error.during_boot = True
+    raise error
+
+def test_boots(booted):
+    pass
+"""
+
+
+def test_a_run_whose_only_scenario_panics_at_boot_keeps_its_results(tmp_path: Path) -> None:
+    """The mutant sg-length-page-over's run: the one scenario's guest panics in a fixture,
+    which the plugin reports as the call's failure (kernel_text_intact), never as a setup.
+    That run ran a scenario: its results stay, with the verdict as data."""
+    test_file = tmp_path / "test_panic.py"
+    test_file.write_text(PANIC_IN_SETUP)
+    results = tmp_path / "results"
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", PLUGIN, "-p", "no:cacheprovider",
+         "-o", "junit_family=xunit1", str(test_file), "--results", str(results)],
+        cwd=tmp_path, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert run.returncode == 1, run.stdout + run.stderr
+    case = ET.parse(results / "junit.xml").getroot().find(".//testcase[@name='test_boots']")
+    assert case is not None and case.find("failure") is not None
+    verdicts = [p.get("value") or "" for p in case.iter("property") if p.get("name") == "verdict"]
+    assert any('"kernel_text_intact", "status": "FAIL"' in v for v in verdicts), verdicts

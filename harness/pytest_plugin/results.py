@@ -121,9 +121,9 @@ class _ScenarioCounter:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
 
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when == "setup":
-            self.config.stash[RAN_SCENARIOS] = True
+    def pytest_runtest_logstart(self, nodeid: str, location: tuple[str, int, str]) -> None:
+        # (not a "setup" report: outcomes.py reports a panic in a fixture as the call's)
+        self.config.stash[RAN_SCENARIOS] = True
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
