@@ -84,6 +84,50 @@ def test_commands_need_a_connection() -> None:
         ssh.run("true")
 
 
+class ExecNeverAnswered:
+    """A channel whose exec request the server never answers (paramiko waits for it with no
+    deadline) until the channel is closed."""
+
+    def __init__(self) -> None:
+        self.closed = threading.Event()
+
+    def exec_command(self, command: str) -> None:
+        if not self.closed.wait(timeout=20):
+            raise AssertionError("exec_command was never released")
+        raise paramiko.SSHException("Channel closed.")
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+class Hung(Exception):
+    pass
+
+
+def test_a_guest_that_hangs_before_answering_a_command_ends_the_wait() -> None:
+    """Seen with the mutant boundaries-set-once: the kernel hung after the channel opened,
+    and exec_command() waited forever. The VM's verdict (here Hung, a stand-in for
+    GuestHung) ends it within a watch interval or two."""
+    checks: list[float] = []
+
+    def check_peer(grace: float) -> None:
+        checks.append(grace)
+        if len(checks) >= 3:
+            raise Hung("no heartbeat for 31 s")
+
+    ssh = GuestSSH(port=1, key=paramiko.ECDSAKey.generate(), check_peer=check_peer)
+    channel = ExecNeverAnswered()
+    transport = type(
+        "T", (), {"open_session": lambda self, timeout: channel, "is_active": lambda self: True}
+    )()
+    ssh._client = type("C", (), {"get_transport": lambda self: transport})()  # type: ignore[assignment]
+    started = time.monotonic()
+    with pytest.raises(Hung):
+        ssh.run("cat /sys/kernel/debug/page_hinting/state")
+    assert time.monotonic() - started < 5
+    assert channel.closed.is_set()
+
+
 # ----------------------------------------------------------------- real guest
 
 

@@ -11,8 +11,10 @@ import contextlib
 import random
 import select
 import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -37,6 +39,7 @@ CHANNEL_OPEN_TIMEOUT = 30.0
 # name a guest that hung just before (its heartbeat goes stale HANG_SECONDS after its last
 # tick, which can be up to a tick period and a watcher poll after the open began).
 OPEN_VERDICT_SECONDS = 5.0
+PEER_WATCH_SECONDS = 1.0  # how often a pending exec_command() asks if the VM still runs
 
 
 @dataclass(frozen=True)
@@ -231,8 +234,10 @@ class GuestSSH:
         assert transport is not None
         try:
             channel = transport.open_session(timeout=CHANNEL_OPEN_TIMEOUT)
-            channel.exec_command(command)
+            with self._watching_the_peer(channel):
+                channel.exec_command(command)
         except (paramiko.SSHException, OSError, EOFError) as error:
+            self.check_while_waiting()  # the watcher found the VM hung or dead: that is why
             if self.connected:  # no answer on a live connection: hung, or only slow?
                 self._await_peer_verdict(OPEN_VERDICT_SECONDS)
             raise self._error(
@@ -240,6 +245,33 @@ class GuestSSH:
                 "the SSH connection broke: look at the guest console",
             ) from error
         return channel
+
+    @contextmanager
+    def _watching_the_peer(self, channel: paramiko.Channel) -> Iterator[None]:
+        """paramiko's exec_command() waits for the server's answer with no deadline: a guest
+        whose kernel hangs after the channel opened never sends it. Meanwhile a watcher asks
+        check_peer every PEER_WATCH_SECONDS; once the VM is found dead or hung (which kills
+        it) the channel is closed, exec_command() raises, and the verdict is raised below."""
+        if self.check_peer is None:
+            yield
+            return
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.wait(PEER_WATCH_SECONDS):
+                try:
+                    self.check_while_waiting()
+                except Exception:  # the VM is gone or hung: end the wait
+                    channel.close()
+                    return
+
+        watcher = threading.Thread(target=watch, name="ssh-peer-watch", daemon=True)
+        watcher.start()
+        try:
+            yield
+        finally:
+            done.set()
+            watcher.join(timeout=PEER_WATCH_SECONDS + 1)
 
     def check_while_waiting(self) -> None:
         """Raise at once if the VM behind the connection died or hung (check_peer)."""
