@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import git
 
 from harness.build import kernel as build_mod
 from harness.build.kconfig import read_config
@@ -44,14 +45,6 @@ bzImage:
 \tmkdir -p arch/x86/boot && cat .config built.o > arch/x86/boot/bzImage
 \techo 'ffffffff81000000 T _text' > System.map
 """
-
-
-def git(repo: Path, *args: str) -> str:
-    ident = ["-c", "user.name=Test", "-c", "user.email=test@example.org"]
-    result = subprocess.run(
-        ["git", *ident, *args], cwd=repo, capture_output=True, text=True, check=True
-    )
-    return result.stdout.strip()
 
 
 @pytest.fixture

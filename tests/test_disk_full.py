@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from helpers import git
 
 from harness.build import kernel as build_mod
 from harness.build import source as source_mod
@@ -27,14 +28,6 @@ from harness.core.paths import REPO_ROOT
 from harness.core.tools import run_logged, tool_failure
 
 Mount = Callable[[Path, str], Path]
-
-
-def git(repo: Path, *args: str) -> str:
-    ident = ["-c", "user.name=Test", "-c", "user.email=test@example.org"]
-    result = subprocess.run(
-        ["git", *ident, *args], cwd=repo, capture_output=True, text=True, check=True
-    )
-    return result.stdout.strip()
 
 
 @pytest.fixture

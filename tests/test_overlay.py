@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import git
 
 from harness.build import overlay
 from harness.build.overlay import (
@@ -26,16 +27,8 @@ from harness.build.series import apply_series, load_series
 from harness.core.errors import SeriesError
 from harness.core.paths import PATCHES_DIR
 
-IDENTITY = ["-c", "user.name=Test", "-c", "user.email=test@example.org"]
 HINTING_C = "".join(f"line {n}\n" for n in range(1, 41))
 REWORDED_SERIES = Path(__file__).parent / "fixtures" / "overlay" / "reworded"
-
-
-def git(repo: Path, *args: str) -> str:
-    result = subprocess.run(
-        ["git", *IDENTITY, *args], cwd=repo, capture_output=True, text=True, check=True
-    )
-    return result.stdout.strip()
 
 
 def head(repo: Path) -> str:

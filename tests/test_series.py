@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import git
 
 from harness.build.series import Series, apply_series, load_series, patch_subject
 from harness.core.errors import PatchApplyError, SeriesError
 
 PAGE_ALLOC = "".join(f"line {n}\n" for n in range(1, 41))
-IDENTITY = ["-c", "user.name=Test", "-c", "user.email=test@example.org"]
 FORMAT_PATCH_SEPARATOR = re.compile(r"^(?=From [0-9a-f]{40} Mon Sep 17 00:00:00 2001$)", re.M)
 LORE_SEPARATOR = "From git@z Thu Jan  1 00:00:00 1970"
 SUBJECTS = [
@@ -36,13 +35,6 @@ diff --git a/mm/page_alloc.c b/mm/page_alloc.c
 +line XX
 
 """
-
-
-def git(repo: Path, *args: str) -> str:
-    result = subprocess.run(
-        ["git", *IDENTITY, *args], cwd=repo, capture_output=True, text=True, check=True
-    )
-    return result.stdout.strip()
 
 
 @pytest.fixture

@@ -6,20 +6,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import git
 
 from harness.build import source as source_mod
 from harness.build.source import KernelSource, make_worktree, makefile_version, obtain_source
 from harness.core.errors import SourceError
 
 MAKEFILE = "# SPDX\nVERSION = 6\nPATCHLEVEL = 1\nSUBLEVEL = 999\nEXTRAVERSION = -test\n"
-
-
-def git(repo: Path, *args: str) -> str:
-    ident = ["-c", "user.name=Test", "-c", "user.email=test@example.org"]
-    result = subprocess.run(
-        ["git", *ident, *args], cwd=repo, capture_output=True, text=True, check=True
-    )
-    return result.stdout.strip()
 
 
 def make_fake_kernel(tree: Path) -> Path:

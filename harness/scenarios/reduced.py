@@ -37,7 +37,6 @@ from harness.judge import (
     judge_feature_off,
     judge_integrity,
     judge_kernel_log,
-    judge_oom,
     judge_returned,
     judge_step,
     verdict_of,
@@ -53,7 +52,6 @@ from harness.judge.reduced import (
 )
 from harness.model.counts import FreeBlock, MergeFree, OrderCounts, predict_idle
 from harness.model.params import Params
-from harness.observe import dmesg
 from harness.pipeline import GuestFactory
 from harness.pytest_plugin.reduced import module_needs, reduced_form, runs_as_is
 from harness.report.evidence import save_console, save_json, save_measurement
@@ -314,15 +312,7 @@ def two_zones(revision: Revision, new_guest: GuestFactory, results_dir: Path, ju
 def oom(lifecycle_guest: lifecycle.LifecycleGuest) -> None:
     guest, vm = lifecycle_guest, lifecycle_guest.vm
     settle(vm, guest.spec)
-    vm.ssh.check("echo 1 > /proc/sys/vm/overcommit_memory")
-    result = vm.ssh.run(f"echo | memhog {lifecycle.OOM_ASK_MIB}", timeout=300)
-    vm.ssh.check("echo 0 > /proc/sys/vm/overcommit_memory")
-    log = vm.ssh.check("dmesg").stdout
-    found = dmesg.classify(log)
-    oom_ids = {s.id for s in found if s.kind == "OOM" or s.id.startswith("OOM")}
-    guest.expected_splats |= oom_ids
-    others = [f"{s.kind} {s.id}" for s in found if s.id not in oom_ids]
-    verdict = judge_oom(result.exit_status, log.count(lifecycle.OOM_REPORT), others)
+    verdict = lifecycle.oom_verdict(guest)
     settle(vm, guest.spec)
     verdict += files_agree(guest, "after-oom")
     verdict += verdict_of(not_judged("idle_trigger_rule", HINTED_COUNTS))

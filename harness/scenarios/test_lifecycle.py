@@ -154,11 +154,10 @@ def lifecycle_guest(
         raise VerdictFailed("kernel log", kernel_log, revision.name)
 
 
-def test_oom_kills_the_workload_and_hinting_goes_on(lifecycle_guest: LifecycleGuest) -> None:
-    """A workload asking for more than the guest has: the OOM killer kills it, the guest
-    still answers, no other splat, and hinting is consistent at the next idle point."""
-    guest, vm = lifecycle_guest, lifecycle_guest.vm
-    guest.settle()
+def oom_verdict(guest: ScriptedGuest) -> Verdict:
+    """Ask for more memory than the guest has (overcommit on) and judge what the OOM killer
+    did; its reports become expected splats of the guest. (Also the reduced form's.)"""
+    vm = guest.vm
     vm.ssh.check("echo 1 > /proc/sys/vm/overcommit_memory")
     result = vm.ssh.run(f"echo | memhog {OOM_ASK_MIB}", timeout=300)
     vm.ssh.check("echo 0 > /proc/sys/vm/overcommit_memory")
@@ -167,7 +166,15 @@ def test_oom_kills_the_workload_and_hinting_goes_on(lifecycle_guest: LifecycleGu
     oom_ids = {s.id for s in found if s.kind == "OOM" or s.id.startswith("OOM")}
     guest.expected_splats |= oom_ids
     others = [f"{s.kind} {s.id}" for s in found if s.id not in oom_ids]
-    verdict = judge_oom(result.exit_status, log.count(OOM_REPORT), others)
+    return judge_oom(result.exit_status, log.count(OOM_REPORT), others)
+
+
+def test_oom_kills_the_workload_and_hinting_goes_on(lifecycle_guest: LifecycleGuest) -> None:
+    """A workload asking for more than the guest has: the OOM killer kills it, the guest
+    still answers, no other splat, and hinting is consistent at the next idle point."""
+    guest = lifecycle_guest
+    guest.settle()
+    verdict = oom_verdict(guest)
     _, idle = guest.idle_verdict("after-oom")
     verdict = guest.record("out of memory", verdict + idle)
     assert verdict.passed, f"{guest.revision.name} after an OOM kill:\n{verdict}"
