@@ -12,6 +12,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 import pytest
+from helpers import git
 
 from harness import cli
 from harness.build.kernel import BuildStatus, MakeError, StageResult
@@ -270,10 +271,19 @@ def test_without_a_patch_adding_the_option_the_base_kernel_decides(tmp_path: Pat
     assert not bisect.carries_hinting(2, None)
     tree = tmp_path / "linux"
     (tree / "mm").mkdir(parents=True)
-    (tree / "mm" / "Kconfig").write_text("config PAGE_REPORTING\n\tbool\n")
-    assert not bisect.base_has_hinting(tree)
-    (tree / "mm" / "Kconfig").write_text("config PAGE_HINTING\n\tbool\n")
-    assert bisect.base_has_hinting(tree)
+    git(tree, "init", "-q")
+
+    def committed(kconfig: str) -> KernelSource:
+        (tree / "mm" / "Kconfig").write_text(kconfig)
+        git(tree, "add", "mm/Kconfig")
+        git(tree, "commit", "-q", "-m", "k")
+        return KernelSource(tree, "6.1", "user", git(tree, "rev-parse", "HEAD"), tree / ".git")
+
+    reporting = committed("config PAGE_REPORTING\n\tbool\n")
+    hinting = committed("config PAGE_HINTING\n\tbool\n")
+    (tree / "mm" / "Kconfig").unlink()  # read from the commit, not the files
+    assert not bisect.base_has_hinting(reporting)
+    assert bisect.base_has_hinting(hinting)
 
 
 def test_only_a_kconfig_file_can_add_the_option(tmp_path: Path) -> None:

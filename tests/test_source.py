@@ -98,6 +98,31 @@ def test_debian_package_is_unpacked_and_committed_once(
     assert obtain_source() == src
 
 
+def test_the_first_worktree_takes_the_unpacked_files_and_the_next_ones_check_out(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cold path's saving: the unpacked files are renamed into the first worktree (same
+    inodes, so its index needs no rehash) and the pristine repository becomes bare."""
+    put_in_cache(cache, make_fake_deb(tmp_path, "6.1.999-1"))
+    monkeypatch.setattr(source_mod, "_apt_candidate_version", lambda: "6.1.999-1")
+    src = obtain_source()
+    inode = (src.path / "mm/page_alloc.c").stat().st_ino
+
+    first = make_worktree(src, "first")
+
+    assert (first / "mm/page_alloc.c").stat().st_ino == inode  # moved, not checked out
+    assert git(first, "status", "--porcelain", "--ignored") == ""
+    assert git(first, "rev-parse", "HEAD") == src.commit
+    assert sorted(p.name for p in src.path.iterdir()) == [".git"]
+    assert git(src.path, "config", "--bool", "core.bare") == "true"
+    second = make_worktree(src, "second")  # checked out of the objects
+    assert (second / "mm/page_alloc.c").read_text() == "int x;\n"
+    assert git(second, "status", "--porcelain", "--ignored") == ""
+    assert obtain_source() == src  # the bare repository is still the complete source
+    git(first, "worktree", "remove", "--force", str(first))
+    assert make_worktree(src, "third").joinpath("Makefile").read_text() == MAKEFILE
+
+
 def test_interrupted_unpack_leaves_nothing(
     cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -47,6 +47,7 @@ from harness.build.known_splats import KNOWN_SPLATS_FILE
 from harness.build.overlay import for_revision
 from harness.build.revisions import NOT_HINTING, Revision, resolve
 from harness.build.series import Series, load_series, patch_subject, write_quilt_series
+from harness.build.source import KernelSource, run_git
 from harness.build.spec import MANIFEST_NAME
 from harness.campaigns.mutants import classify, suite_command
 from harness.core.errors import HarnessError, SeriesError
@@ -236,10 +237,12 @@ def hinting_from(series: Series, base_has_hinting: Callable[[], bool]) -> int | 
     return 0 if base_has_hinting() else None
 
 
-def base_has_hinting(tree: Path) -> bool:
-    """Whether the kernel tree itself defines PAGE_HINTING (in mm/Kconfig)."""
-    kconfig = tree / "mm" / "Kconfig"
-    return kconfig.is_file() and BASE_KCONFIG_HINTING.search(kconfig.read_text()) is not None
+def base_has_hinting(source: KernelSource) -> bool:
+    """Whether the kernel tree itself defines PAGE_HINTING (in mm/Kconfig), read from its
+    commit (the Debian tree's files move into its first worktree)."""
+    kconfig = run_git(["show", f"{source.commit}:mm/Kconfig"], source.git_dir,
+                      git_dir=source.git_dir, check=False)  # fmt: skip
+    return kconfig.returncode == 0 and BASE_KCONFIG_HINTING.search(kconfig.stdout) is not None
 
 
 def carries_hinting(k: int, first_hinting: int | None) -> bool:
@@ -438,7 +441,7 @@ class Bisection:
 def run(request: Request, series: Series, out: Callable[[str], None] = print) -> Outcome:
     """Build check and search over `series` (load_checked), reports in request.results."""
     pipeline = Pipeline(kernel_tree=request.kernel_source, jobs=request.jobs)
-    first = hinting_from(series, lambda: base_has_hinting(pipeline.source.path))
+    first = hinting_from(series, lambda: base_has_hinting(pipeline.source))
     subjects = tuple(subject(patch) for patch in series.patches)
     state = Bisection(request, series, first, subjects)
     keyword, rest = split_keyword(request.pytest_args)

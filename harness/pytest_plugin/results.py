@@ -88,6 +88,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     out = results_root(config)
     if out.is_dir() and config.stash.get(RAN_SCENARIOS, False):
         timing = {**spent, "total": total, **({"workers_busy": busy} if busy else {})}
+        if PREBUILD_SECONDS in config.stash:  # the controller's builds, before the workers
+            timing["prebuild"] = config.stash[PREBUILD_SECONDS]
         (out / "timing.json").write_text(json.dumps(timing, indent=1) + "\n")
         terminalreporter.write_line(f"results: {out}")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from harness.core.errors import (
     DiskFull,
     HarnessError,
 )
+from harness.pipeline import Pipeline
 from harness.pytest_plugin.options import (
     REVISION_PARAMS,
     pipeline_from_options,
@@ -133,6 +135,10 @@ def prebuild_kernels(config: pytest.Config) -> tuple[float, dict[str, dict[str, 
     started = time.monotonic()
     failures: dict[str, dict[str, str]] = {}
     pipeline = pipeline_from_options(config)
+    # The guest image and the KVM probe (7 s cold) need no kernel: made beside the makes,
+    # they are in the cache when the workers ask for them.
+    beside = threading.Thread(target=_image_and_accel, args=(pipeline,), daemon=True)
+    beside.start()
     for rev in [*selected_revisions(config), *selected_debug_revisions(config)]:
         try:
             pipeline.build(rev)
@@ -145,7 +151,18 @@ def prebuild_kernels(config: pytest.Config) -> tuple[float, dict[str, dict[str, 
                 "message": error.message,
                 "hint": error.hint,
             }
+    beside.join()
     return time.monotonic() - started, failures
+
+
+def _image_and_accel(pipeline: Pipeline) -> None:
+    """Warm the image and accel caches; an error here is the workers' to report (each
+    makes them again and fails its scenarios with the error's own words)."""
+    try:
+        pipeline.image  # noqa: B018 (reading the property builds the image)
+        pipeline.accel  # noqa: B018
+    except Exception as error:
+        log.warning("preparing the guest image or accelerator beside the builds: %s", error)
 
 
 # Workers for `-n auto` (what `python3 -m harness run` passes): one TCG guest per core of a
