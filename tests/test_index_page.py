@@ -189,3 +189,23 @@ def test_index_of_real_runs(name: str, tmp_path: Path) -> None:
         assert f"{prefix}/verdict.txt" in page.links
         if (found.parent / "console.log").is_file():
             assert f"{prefix}/console.log" in page.links
+
+
+def test_a_reduced_verdict_is_marked_and_explained(tmp_path: Path) -> None:
+    """A revision judged without the instrumentation: its passes say "(reduced)" with the
+    overlay's line as the tooltip, and the page has report.txt's account of it."""
+    line = "user:reworded: instrumentation 0002-x.patch did not apply (mm/page_hinting.c:151)"
+    prop = f'<properties><property name="reduced" value="{line}"/></properties>'
+    (tmp_path / "junit.xml").write_text(
+        '<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest">'
+        f'<testcase classname="s" name="test_a[user:reworded]" time="1">{prop}</testcase>'
+        '<testcase classname="s" name="test_c[stock]" time="1"/>'
+        "</testsuite></testsuites>"
+    )
+    path = write_index(tmp_path)
+    rows = verdict_rows(parse(path))
+    assert rows["test_a[user:reworded]"]["outcome"] == "passed (reduced)"
+    assert rows["test_c[stock]"]["outcome"] == "passed"
+    text = path.read_text()
+    assert f'title="{line}">(reduced)' in text
+    assert "<h2>Reduced verdicts</h2>" in text and "1 test cases judged reduced" in text

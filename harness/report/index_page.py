@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import quote
 
+from harness.report.reduced import reduced_section
 from harness.report.run_results import (
     COMPARE_CSV,
     COMPARE_MD,
@@ -187,11 +188,14 @@ def verdict_table(run_dir: Path, cases: list[CaseResult]) -> list[str]:
         check = failure_summary(case) if case.bad else ""
         if case.outcome == "skipped":
             check = case.message
+        outcome = _e(case.outcome)
+        if case.reduced:  # judged without the instrumentation: says less than a full pass
+            outcome += f' <small title="{_e(case.reduced)}">(reduced)</small>'
         out.append(
             f'<tr class="{_e(case.outcome)}">'
             f'<td title="{_e(case.classname)}">{_e(case.name)}</td>'
             f"<td>{_e(case.revision)}</td><td>{_e(case.flavour)}</td>"
-            f'<td class="outcome">{_e(case.outcome)}</td><td>{_e(check)}</td>'
+            f'<td class="outcome">{outcome}</td><td>{_e(check)}</td>'
             f'<td class="num">{case.seconds:.1f}</td>'
             f"<td>{_evidence_cell(run_dir, case)}</td></tr>"
         )
@@ -213,6 +217,12 @@ def comparison_section(run_dir: Path) -> list[str]:
     numeric = {i for i, column in enumerate(header) if column not in ("revision", "verdict")}
     source = link(run_dir, run_dir / COMPARE_CSV)
     return [f"<p>From {source}.</p>", *_table_html(header, body, numeric)]
+
+
+def reduced_lines(run_dir: Path) -> list[str]:
+    """report.txt's account of the revisions judged without the instrumentation."""
+    lines = reduced_section(run_dir)
+    return [f"<pre>{_e(chr(10).join(lines))}</pre>"] if lines else []
 
 
 def coverage_section(run_dir: Path) -> list[str]:
@@ -270,6 +280,7 @@ def page(run_dir: Path) -> str:
             'by revision"></p>',
         ]
     sections = [
+        ("Reduced verdicts", reduced_lines(run_dir)),
         ("Release and page-fault cost", comparison_section(run_dir)),
         ("Patch coverage", coverage_section(run_dir)),
         ("Time per phase", timing_section(run_dir)),

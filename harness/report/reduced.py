@@ -13,9 +13,9 @@ from pathlib import Path
 
 from junitparser import Properties, Skipped, TestSuite
 
-from harness.report.run_results import JUNIT, read_junit
+from harness.report.run_results import JUNIT, REDUCED_PROPERTY, read_junit
 
-PROPERTY = "reduced"
+PROPERTY = REDUCED_PROPERTY
 WIDTH = 80
 
 

@@ -24,6 +24,7 @@ JUNIT = "junit.xml"
 COMPARE_MD = "compare.md"
 COMPARE_CSV = "compare.csv"
 COVERAGE_TXT = "coverage.txt"
+REDUCED_PROPERTY = "reduced"  # set by harness/pytest_plugin/reduced.py
 # Outcomes of a test case, worst first: a case pytest wrote twice (a failure in the call,
 # then an error in teardown) takes the worst of its two.
 OUTCOMES = ("failed", "error", "skipped", "passed")
@@ -52,6 +53,9 @@ class CaseResult:
     seconds: float
     evidence: Path | None  # its evidence directory, found in this run directory if it can be
     verdicts: tuple[str, ...]  # its "verdict" properties: the steps it judged
+    # its "reduced" property: the line naming the overlay hunk that did not apply, when the
+    # revision was judged without the harness's instrumentation ("" otherwise)
+    reduced: str = ""
 
     @property
     def parameter(self) -> str:
@@ -162,6 +166,7 @@ def read_cases(run_dir: Path, junit: Path | None = None) -> list[CaseResult] | N
                 seconds=entry["seconds"],
                 evidence=None if evidence is None else evidence_dir(run_dir, evidence),
                 verdicts=tuple(v for k, v in entry["props"] if k == "verdict"),
+                reduced=next((v for k, v in entry["props"] if k == REDUCED_PROPERTY and v), ""),
             )
         )
     return cases
