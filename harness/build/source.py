@@ -4,7 +4,8 @@ Every tree the harness builds from is a git repository with one known commit, so
 build is identified by (version, commit, series digest) and worktrees can be reset exactly:
 
 * Debian: `apt-get download linux-source-6.1` into cache `debs/`, unpacked once into
-  `src/<version>/linux-source-6.1` and committed once (`git add -f -A .`).
+  `src/<version>/linux-source-6.1` and committed once (`git add -f -A .`). The first
+  worktree takes the unpacked files; the repository then keeps only the objects (bare).
 * A user git tree: its HEAD commit is used; its working tree is never touched (uncommitted
   changes are ignored, with a warning). Worktrees are registered in its `.git`.
 * A user tree that is not a git repo: snapshotted into a bare repository in the cache
