@@ -107,6 +107,7 @@ def test_the_first_worktree_takes_the_unpacked_files_and_the_next_ones_check_out
     monkeypatch.setattr(source_mod, "_apt_candidate_version", lambda: "6.1.999-1")
     src = obtain_source()
     inode = (src.path / "mm/page_alloc.c").stat().st_ino
+    (src.path / "mm/page_alloc.o").write_text("left in the pristine tree by hand")
 
     first = make_worktree(src, "first")
 

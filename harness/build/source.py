@@ -430,8 +430,10 @@ def _hand_over_unpacked_files(source: KernelSource, scratch: Path) -> bool:
             if entry.name != ".git":
                 entry.rename(scratch / entry.name)
     # The index's stat data still holds (a rename keeps the inodes), save the ctime of the
-    # top-level files: the reset re-reads those and rewrites anything that differs.
+    # top-level files: the reset re-reads those and rewrites anything that differs, the
+    # clean drops what someone left in the pristine tree.
     run_git(["reset", "-q", "--hard"], scratch)
+    run_git(["clean", "-q", "-f", "-d", "-x"], scratch)
     return True
 
 
