@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.build.gcov_objects import Profiled, objects_to_profile, write_bundle
+from harness.build.gcov_objects import (
+    Profiled,
+    added_lines,
+    objects_to_profile,
+    overlay_lines,
+    write_bundle,
+)
 from harness.observe import gcov as collect
 from harness.report import coverage as report
 
@@ -211,3 +217,37 @@ def test_no_counters_at_all_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_a_profiled_set_without_objects_makes_no_variables() -> None:
     assert Profiled(()).make_variables() == ()
+
+
+def test_the_overlays_lines_are_not_the_series_lines(tmp_path: Path) -> None:
+    """A bundle built with the instrumentation overlay on top lists the lines the overlay
+    added (HEAD's numbering), and the report drops them: patch coverage is the series'."""
+    tree = tmp_path / "tree"
+    (tree / "mm").mkdir(parents=True)
+    run = {"cwd": tree, "check": True, "capture_output": True}
+    subprocess.run(["git", "init", "-q"], **run)
+    ident = ["-c", "user.name=t", "-c", "user.email=t@t"]
+
+    def commit(text: str) -> str:
+        (tree / "mm" / "hint.c").write_text(text)
+        subprocess.run(["git", "add", "-A"], **run)
+        subprocess.run(["git", *ident, "commit", "-q", "-m", "c"], **run)
+        return subprocess.run(["git", "rev-parse", "HEAD"], **run, text=True).stdout.strip()
+
+    base = commit("a\nb\n")
+    commit("a\nseries1\nb\nseries2\n")  # the series: lines 2 and 4
+    commit("a\nseries1\noverlay1\noverlay2\nb\nseries2\n")  # the overlay: lines 3-4
+    target = tmp_path / "bundle"
+    target.mkdir()
+    write_bundle(tree, base, Profiled(()), target, overlay_commits=1)
+    assert overlay_lines(target) == {"mm/hint.c": {3, 4}}
+    assert overlay_lines(tmp_path) == {}  # a bundle without the overlay
+    stats = {"src_stats": {
+        "mm/hint.c": {"covered_lines": [2, 3], "violation_lines": [4, 6]},
+        "mm/debugfs.c": {"covered_lines": [], "violation_lines": [7]},
+    }}  # fmt: skip
+    kept = report.without_lines(stats, {**overlay_lines(target), "mm/debugfs.c": {7}})
+    assert kept["src_stats"] == {"mm/hint.c": {"covered_lines": [2], "violation_lines": [6]}}
+    assert report.without_lines(stats, {}) == stats
+    assert added_lines("+++ /dev/null\n@@ -1,2 +0,0 @@\n") == {}
+    assert added_lines("+++ b/x.c\n@@ -3 +4 @@\n@@ -9,0 +11,2 @@\n") == {"x.c": [4, 11, 12]}

@@ -12,12 +12,15 @@ lines are counted wherever a profiled object uses them.
 
 The bundle (builds/<key>/gcov/) makes the report independent of the worktree, which the next
 build may take over: every profiled object's .gcno, the series' diff (pristine..HEAD) and
-the changed files as the series left them.
+the changed files as the series left them. When the harness applied its instrumentation
+overlay on top, the lines the overlay added (in HEAD's numbering) are listed apart, so that
+the report counts the series' own lines only.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +31,8 @@ ARCH = "x86"  # the guest kernel's SRCARCH
 BUNDLE = "gcov"
 MANIFEST = "manifest.json"
 DIFF = "series.diff"
+OVERLAY_LINES = "overlay-lines.json"  # file -> lines the instrumentation overlay added
+HUNK_HEADER = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@")
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,9 @@ def _opts_out_of_profiling(directory: Path) -> bool:
     return makefile.is_file() and "GCOV_PROFILE" in makefile.read_text(errors="replace")
 
 
-def write_bundle(tree: Path, base: str, profiled: Profiled, target: Path) -> None:
+def write_bundle(
+    tree: Path, base: str, profiled: Profiled, target: Path, overlay_commits: int = 0
+) -> None:
     """gcno files, the series' diff and the changed files, into `target` (a new directory)."""
     for obj in profiled.objects:
         gcno = tree / (obj[:-2] + ".gcno")
@@ -93,15 +100,50 @@ def write_bundle(tree: Path, base: str, profiled: Profiled, target: Path) -> Non
         shutil.copy2(tree / name, target / "src" / name)
     diff = run_git(["diff", "--no-color", "--no-ext-diff", base, "HEAD"], tree).stdout
     (target / DIFF).write_text(diff)
+    if overlay_commits:  # the harness's own commits on top of the series
+        series_head = run_git(["rev-parse", f"HEAD~{overlay_commits}"], tree).stdout.strip()
+        overlay = run_git(["diff", "-U0", "--no-color", "--no-ext-diff", series_head, "HEAD"], tree)
+        (target / OVERLAY_LINES).write_text(json.dumps(added_lines(overlay.stdout)) + "\n")
     manifest = {
         "tree": str(tree),
         "base": base,
         "head": run_git(["rev-parse", "HEAD"], tree).stdout.strip(),
+        "overlay_commits": overlay_commits,
         "objects": list(profiled.objects),
         "refused": list(profiled.refused),
     }
     (target / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
 
 
+def is_current(bundle: Path) -> bool:
+    """Whether the bundle says how many overlay commits it left out (older ones did not)."""
+    try:
+        return "overlay_commits" in read_manifest(bundle)
+    except (OSError, ValueError):
+        return False
+
+
 def read_manifest(bundle: Path) -> dict[str, object]:
     return json.loads((bundle / MANIFEST).read_text())
+
+
+def added_lines(diff: str) -> dict[str, list[int]]:
+    """The new-side line numbers each file gains in a `git diff -U0` (no context lines:
+    every line a hunk spans on the new side is an added one)."""
+    added: dict[str, list[int]] = {}
+    name: str | None = None
+    for line in diff.splitlines():
+        if line.startswith("+++ "):
+            name = None if line == "+++ /dev/null" else line.removeprefix("+++ b/")
+        elif name is not None and (hunk := HUNK_HEADER.match(line)):
+            start, count = int(hunk[1]), int(hunk[2] if hunk[2] is not None else 1)
+            added.setdefault(name, []).extend(range(start, start + count))
+    return added
+
+
+def overlay_lines(bundle: Path) -> dict[str, set[int]]:
+    """The lines the instrumentation overlay added, by file (none: no overlay applied)."""
+    path = bundle / OVERLAY_LINES
+    if not path.is_file():
+        return {}
+    return {name: set(lines) for name, lines in json.loads(path.read_text()).items()}

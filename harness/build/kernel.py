@@ -459,7 +459,11 @@ def cached_build(key: str, *, coverage: bool = False) -> Path | None:
     wanted = [directory / name for name in ARTIFACTS]
     if coverage:
         wanted.append(directory / coverage_objects.BUNDLE / coverage_objects.MANIFEST)
-    return directory if all(path.is_file() for path in wanted) else None
+    if not all(path.is_file() for path in wanted):
+        return None
+    if coverage and not coverage_objects.is_current(directory / coverage_objects.BUNDLE):
+        return None  # made before the bundle listed the overlay's lines: made again
+    return directory
 
 
 # --- make ----------------------------------------------------------------------------------
@@ -632,10 +636,20 @@ def _store_artifacts(
         shutil.copy2(logfile, scratch / "build.log")
         if profiled is not None:
             bundle = scratch / coverage_objects.BUNDLE
-            coverage_objects.write_bundle(tree, req.source.commit, profiled, bundle)
+            coverage_objects.write_bundle(
+                tree, req.source.commit, profiled, bundle, _overlay_commits(tree)
+            )
         meta = _meta(req, tree, key, duration, profiled.make_variables() if profiled else ())
         (scratch / "meta.json").write_text(json.dumps(meta, indent=1))
     return target
+
+
+def _overlay_commits(tree: Path) -> int:
+    """How many commits the harness's instrumentation overlay put on top of the series."""
+    result = instrumentation.recorded(tree / SERIES_MARKER)
+    if result is None or result.status is not instrumentation.OverlayStatus.APPLIED:
+        return 0
+    return len(result.applied)
 
 
 def _recorded_overlay(tree: Path) -> dict[str, object] | None:

@@ -24,7 +24,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.build.gcov_objects import DIFF, read_manifest
+from harness.build.gcov_objects import DIFF, overlay_lines, read_manifest
 from harness.core.errors import HarnessError
 from harness.observe.gcov import KERNEL, MISSING
 
@@ -164,6 +164,22 @@ def diff_cover(xml: Path, diff: Path, sources: Path, out: Path) -> dict:
     return json.loads(report.read_text())
 
 
+def without_lines(stats: dict, dropped: dict[str, set[int]]) -> dict:
+    """diff-cover's figures less the `dropped` lines of each file (the instrumentation
+    overlay's: patch coverage counts the series' own lines); a file left with no line
+    goes."""
+    if not dropped:
+        return stats
+    kept = {}
+    for name, figures in stats.get("src_stats", {}).items():
+        drop = dropped.get(name, set())
+        covered = [n for n in figures.get("covered_lines", []) if n not in drop]
+        missing = [n for n in figures.get("violation_lines", []) if n not in drop]
+        if covered or missing:
+            kept[name] = {**figures, "covered_lines": covered, "violation_lines": missing}
+    return {**stats, "src_stats": kept}
+
+
 # --- the report ------------------------------------------------------------------------------
 
 
@@ -233,7 +249,7 @@ def build_report(label: str, collections: dict[Path, list[Path]], out: Path) -> 
             "see missing.txt in the gcov-N directories of the run's evidence",
         )
     xml, merged = merge(traces, first / "src", out)
-    stats = diff_cover(xml, first / DIFF, sources, out)
+    stats = without_lines(diff_cover(xml, first / DIFF, sources, out), overlay_lines(first))
     result = patch_coverage(label, stats, line_functions(merged), sources)
     result.guests, result.silent = len(traces), silent
     result.not_profiled = list(read_manifest(first).get("refused", []))  # type: ignore[arg-type]
