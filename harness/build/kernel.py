@@ -43,7 +43,7 @@ from harness.core.diskspace import (
     output_says_disk_full,
 )
 from harness.core.errors import BuildError, DiskFull, HarnessError
-from harness.core.fsutil import atomic_directory, write_text_atomic
+from harness.core.fsutil import atomic_directory, exclusive_lock, write_text_atomic
 from harness.core.paths import KCONFIG_DIR, cache_dir, cache_root
 from harness.core.progress import step
 
@@ -244,12 +244,8 @@ def build_kernel(req: BuildRequest) -> BuildResult:
 @contextmanager
 def _worktree_lock(name: str) -> Iterator[None]:
     """One build per worktree at a time (two makes in one tree corrupt it)."""
-    with (cache_dir("locks") / f"{name}.lock").open("w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("waiting for another build in worktree %s", name)
-            fcntl.flock(lock, fcntl.LOCK_EX)
+    waiting = f"waiting for another build in worktree {name}"
+    with exclusive_lock(cache_dir("locks") / f"{name}.lock", waiting):
         yield
 
 

@@ -16,15 +16,12 @@ build is identified by (version, commit, series digest) and worktrees can be res
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -38,7 +35,7 @@ from harness.core.diskspace import (
     output_says_disk_full,
 )
 from harness.core.errors import SourceError
-from harness.core.fsutil import write_text_atomic
+from harness.core.fsutil import exclusive_lock, write_text_atomic
 from harness.core.paths import cache_dir
 from harness.core.progress import step
 from harness.core.tools import explaining_lines, hint_for, run_logged, tool_failure
@@ -416,7 +413,7 @@ def _hand_over_unpacked_files(source: KernelSource, scratch: Path) -> bool:
     if source.kind != "debian":
         return False
     base = source.git_dir.parent
-    with _exclusive(source.git_dir / "phh-handover.lock"):
+    with exclusive_lock(source.git_dir / "phh-handover.lock"):
         if _is_bare(source.git_dir):
             return False
         add = ["worktree", "add", "-q", "--no-checkout", "--detach", str(scratch), source.commit]
@@ -440,10 +437,3 @@ def _hand_over_unpacked_files(source: KernelSource, scratch: Path) -> bool:
 def _is_bare(git_dir: Path) -> bool:
     result = run_git(["config", "--bool", "core.bare"], git_dir, git_dir=git_dir, check=False)
     return result.stdout.strip() == "true"
-
-
-@contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    with lock_path.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield

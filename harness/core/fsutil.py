@@ -1,12 +1,17 @@
-"""Write a directory atomically: the one helper for "fill a scratch dir, then rename"."""
+"""Files written atomically (a scratch directory or file, then one rename), and an exclusive
+lock on a file."""
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -45,3 +50,17 @@ def write_text_atomic(path: Path, text: str) -> None:
         os.replace(scratch, path)
     finally:
         scratch.unlink(missing_ok=True)
+
+
+@contextmanager
+def exclusive_lock(path: Path, waiting: str | None = None) -> Iterator[None]:
+    """Hold an flock on `path` (created if missing); when another process holds it, log
+    `waiting` and wait."""
+    with path.open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting:
+                log.info("%s", waiting)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

@@ -28,11 +28,12 @@ from harness.build.overlay import OverlayResult
 from harness.build.revisions import Revision
 from harness.pytest_plugin.options import REVISION_PARAMS
 from harness.pytest_plugin.scheduling import SHARED_GUESTS
+from harness.report.run_results import REDUCED_PROPERTY
 
 F = TypeVar("F", bound=Callable[..., None])
 
 REDUCED = pytest.StashKey[OverlayResult]()
-PROPERTY = "reduced"
+PROPERTY = REDUCED_PROPERTY  # the JUnit property report/ reads
 SKIP_PREFIX = "reduced: not judged"
 DEFAULT_NEEDS = "debugfs page_hinting/state"
 

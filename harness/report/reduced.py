@@ -11,32 +11,19 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from junitparser import Properties, Skipped, TestSuite
+from harness.report.run_results import read_cases
 
-from harness.report.run_results import JUNIT, REDUCED_PROPERTY, read_junit
-
-PROPERTY = REDUCED_PROPERTY
 WIDTH = 80
 
 
 def reduced_cases(run_dir: Path) -> dict[str, tuple[int, int]]:
     """The `reduced` lines of the run's test cases: line -> (judged reduced, not judged)."""
-    xml = read_junit(run_dir / JUNIT)
-    if xml is None:
-        return {}
-    seen: dict[tuple[str, str], tuple[str, bool]] = {}
-    for suite in [xml] if isinstance(xml, TestSuite) else list(xml):
-        for case in suite:
-            found = case.child(Properties)
-            line = next((p.value for p in (found or ()) if p.name == PROPERTY and p.value), None)
-            if line is not None:
-                skipped = any(isinstance(r, Skipped) for r in case.result)
-                key = (case.classname or "", case.name or "")
-                seen[key] = (line, skipped or seen.get(key, ("", False))[1])
     counts: dict[str, tuple[int, int]] = {}
-    for line, skipped in seen.values():
-        judged, not_judged = counts.get(line, (0, 0))
-        counts[line] = (judged, not_judged + 1) if skipped else (judged + 1, not_judged)
+    for case in read_cases(run_dir) or []:
+        if case.reduced:
+            judged, not_judged = counts.get(case.reduced, (0, 0))
+            skipped = case.outcome == "skipped"
+            counts[case.reduced] = (judged, not_judged + 1) if skipped else (judged + 1, not_judged)
     return counts
 
 
