@@ -30,6 +30,7 @@ from harness.model.counts import FreeBlock, MergeFree, OrderCounts, predict_idle
 from harness.model.observe import observe
 from harness.observe.procfs import (
     GuestObservations,
+    HintingListState,
     HintingState,
     HintingZoneState,
     ProcfsParseError,
@@ -270,3 +271,41 @@ def test_kernel_code_that_reads_as_zeros_fails_kernel_text_intact() -> None:
     assert unrelated.status is Status.NOT_APPLICABLE and "not attributable" in unrelated.detail
     assert judge_kernel_text(ORDINARY_OOPS).passed
     assert judge_kernel_text("").passed
+
+
+def _lists(*rows: tuple[str, int, int, int]) -> tuple[HintingListState, ...]:
+    return tuple(
+        HintingListState(ZONE, 0, order, mt, free, hinted, -1, True)
+        for mt, order, free, hinted in rows
+    )
+
+
+def _step_with_order9(idle_obs, hinted9: int, lists: tuple[HintingListState, ...]):
+    """The clean `at` step, but order 9 reads 2 free / `hinted9` hinted afterwards."""
+    before = with_counts(with_activity(idle_obs, ZoneActivity(1, 1, 16, 497, 497)), 10, 461, 461)
+    after = with_counts(with_activity(idle_obs, ZoneActivity(2, 2, 18, 530, 530)), 10, 493, 493)
+    before, after = with_counts(before, 9, 2, 1), with_counts(after, 9, 2, hinted9)
+    assert after.hinting is not None
+    after = replace(after, hinting=replace(after.hinting, lists=lists))
+    prediction = predict_idle({9: OrderCounts(2, 1), 10: OrderCounts(461, 461)}, PAIRS * 32, X86)
+    assert prediction.counts[9] == OrderCounts(2, 2) and prediction.reported == 33
+    return judge_prediction("at", prediction, before, after, ZONE, V2_SPEC)
+
+
+def test_a_block_the_kernel_took_and_gave_back_after_the_cycle_is_not_a_miscount(
+    idle_obs,
+) -> None:
+    """What two one-patch runs of hinting-v2-fixed left: the cycle reported the Unmovable
+    order-9 block (work 33 as the model says), then a pcp refill split it and the drain
+    merged it back unhinted. The Movable lists, where the step's blocks are, stay exact."""
+    kernel_took_it = _lists(("Unmovable", 9, 1, 0), ("Reclaimable", 9, 1, 1))
+    verdict = _step_with_order9(idle_obs, 1, kernel_took_it)
+    assert verdict.passed, verdict
+    assert "1 on the kernel's own lists" in verdict.check("counts_match_model[at]").detail
+
+
+def test_an_unhinted_block_on_the_movable_list_is_still_a_miscount(idle_obs) -> None:
+    movable_left = _lists(("Movable", 9, 1, 0), ("Reclaimable", 9, 1, 1))
+    verdict = _step_with_order9(idle_obs, 1, movable_left)
+    assert [c.name for c in verdict.failures] == ["counts_match_model[at]"]
+    assert "order 9: free 2 hinted 1 (unhinted 1)" in verdict.failures[0].detail

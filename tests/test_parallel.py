@@ -189,9 +189,9 @@ def test_tests_sharing_a_guest_are_one_xdist_group_per_module_and_revision() -> 
 
 
 def test_single_guest_scenarios_join_their_revisions_guest_groups() -> None:
-    """Under three workers each revision's groups take about as long: the negative control
-    joins the detection guest's group, two zones the batches-out one, the release the
-    lifecycle one; only when that group runs (stock has no batches-out guest)."""
+    """Under two workers (the main job) each revision's groups take about as long: the
+    negative control joins the detection guest's group, two zones the batches-out one, the
+    release the lifecycle one; only when that group runs (stock has no batches-out guest)."""
     items = [
         FakeItem("test_boot", "v2", "guest", module="detection"),
         FakeItem("test_slow", "v2", "guest", module="batches_out"),
@@ -316,16 +316,33 @@ def test_run_leaves_the_worker_count_to_xdist_unless_told(
     assert default_workers(args) == expected
 
 
+GIB_KIB = 1024 * 1024
+
+
 @pytest.mark.parametrize(
-    ("debug_revisions", "cpus", "workers"),
-    [("hinting-v2", 2, 2), ("hinting-v2", 8, 2), ("", 2, 3), ("hinting-v2", 1, 0), ("", None, 0)],
+    ("debug_revisions", "cpus", "available_gib", "workers"),
+    [
+        ("hinting-v2", 2, 20, 2),
+        ("hinting-v2", 8, 20, 2),
+        ("", 2, 20, 5),
+        ("", 2, 10, 3),  # three 3 GiB guests fit
+        ("", 2, 4, 2),
+        ("hinting-v2", 1, 20, 0),
+        ("", None, 20, 0),
+    ],
 )
-def test_auto_workers_are_two_or_three_or_none(
-    monkeypatch: pytest.MonkeyPatch, debug_revisions: str, cpus: int | None, workers: int
+def test_auto_workers_follow_the_guests_and_the_memory(
+    monkeypatch: pytest.MonkeyPatch,
+    debug_revisions: str,
+    cpus: int | None,
+    available_gib: int,
+    workers: int,
 ) -> None:
-    """xdist's hook: two TCG guests on two cores, three without the 2-vCPU debug guests,
+    """xdist's hook: two TCG guests on two cores; without the 2-vCPU debug guests one per
+    guest group (five), as many as the host's available memory holds at 3 GiB each;
     serial on one CPU."""
     monkeypatch.setattr(scheduling.os, "cpu_count", lambda: cpus)
+    monkeypatch.setattr(scheduling, "available_memory_kib", lambda: available_gib * GIB_KIB)
     config = FakeConfig(**{"--debug-revisions": debug_revisions, "--kconfig": []})
     assert scheduling.pytest_xdist_auto_num_workers(config) == workers  # type: ignore[arg-type]
 

@@ -19,12 +19,14 @@ from harness.observe.procfs import (
     HintingZoneState,
     ProcfsMissingFile,
     ProcfsParseError,
+    cat_files_command,
     parse_buddyinfo,
     parse_hinting_state,
     parse_meminfo,
     parse_pagetypeinfo,
     parse_zoneinfo,
     read_observations,
+    split_files,
 )
 from harness.pipeline import stock_kernel
 
@@ -413,3 +415,18 @@ def test_real_stock_guest_proc_files_parse(tmp_path: Path) -> None:
     from_buddy = sum(c << o for counts in obs.buddyinfo.free.values() for o, c in enumerate(counts))
     assert abs(free_pages - from_buddy) <= 0.01 * free_pages  # read moments apart on a live guest
     assert classify(console) == []  # a clean stock boot has nothing to report
+
+
+def test_one_command_reads_every_file_and_names_the_missing_one(tmp_path: Path) -> None:
+    """observe() reads all the files in one SSH command: run that command in a real shell
+    (busybox sh in the guest, sh here) and get each file back whole, a missing one as None."""
+    present = tmp_path / "zoneinfo"
+    present.write_text("Node 0, zone  DMA32\n  pages free     5\n\nlast line\n")
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    missing = str(tmp_path / "page_hinting" / "state")
+    paths = (missing, str(present), str(empty))
+    out = subprocess.run(
+        ["sh", "-c", cat_files_command(paths)], capture_output=True, text=True, check=True
+    ).stdout
+    assert split_files(out) == {missing: None, str(present): present.read_text(), str(empty): ""}

@@ -28,6 +28,26 @@ def zone_counts(obs: GuestObservations, zone: str, orders: range) -> dict[int, O
     return {o: OrderCounts(free[o] if o < len(free) else 0, hinted.get(o, 0)) for o in orders}
 
 
+# The lists the kernel's own allocations come from (page tables, slabs, pcp refills of the
+# SSH session that reads the guest). With a few pages free below the top orders, a refill
+# splits a free block of these lists whole and the drain merges it back: a block the cycle
+# hinted returns unhinted between the cycle and the next read. Seen on hinting-v2-fixed
+# (an Unmovable order-9 block, 2 of 5 one-patch runs); the work counters still show it
+# reported and hinted, so work_matches_model keeps judging that the cycle took it.
+KERNEL_MIGRATETYPES = frozenset({"Unmovable", "Reclaimable", "HighAtomic"})
+
+
+def kernel_lists_unhinted(obs: GuestObservations, zone: str, order: int) -> int:
+    """Unhinted free blocks of `order` on the kernel's own lists of `zone` (debugfs)."""
+    if obs.hinting is None:
+        return 0
+    return sum(
+        lst.free - lst.hinted
+        for lst in obs.hinting.lists
+        if lst.zone == zone and lst.order == order and lst.migratetype in KERNEL_MIGRATETYPES
+    )
+
+
 def zone_activity(state: HintingState | None, zone: str) -> ZoneActivity | None:
     if state is None:
         return None
@@ -49,18 +69,25 @@ def judge_prediction(
     were unhinted, in ceil(reported / capacity) batches, and got every one back hinted.
     """
     observed = zone_counts(after, zone, range(spec.min_order, max(prediction.counts) + 1))
-    problems = []
+    problems, reused = [], []
     for order, want in sorted(prediction.counts.items()):
         got = observed[order]
-        if (got.free, got.hinted) != (want.free, want.hinted):
-            problems.append(
-                f"{zone} order {order}: free {got.free} hinted {got.hinted} (unhinted "
-                f"{got.unhinted}), model {want.free} / {want.hinted} (unhinted {want.unhinted})"
-            )
+        if (got.free, got.hinted) == (want.free, want.hinted):
+            continue
+        excess = got.unhinted - want.unhinted
+        if got.free == want.free and 0 < excess <= kernel_lists_unhinted(after, zone, order):
+            reused.append(f"order {order}: {excess} on the kernel's own lists")
+            continue
+        problems.append(
+            f"{zone} order {order}: free {got.free} hinted {got.hinted} (unhinted "
+            f"{got.unhinted}), model {want.free} / {want.hinted} (unhinted {want.unhinted})"
+        )
     trigger = "requests hinting" if prediction.requested else "stays below the trigger"
     detail = f"the step {trigger}; " + "; ".join(
         f"order {o} {c.free}/{c.hinted}" for o, c in sorted(prediction.counts.items())
     )
+    if reused:
+        detail += f" (unhinted again after the cycle: {'; '.join(reused)})"
     checks = [_result(f"counts_match_model[{step}]", problems, detail)]
     start, end = zone_activity(before.hinting, zone), zone_activity(after.hinting, zone)
     if start is None or end is None:

@@ -12,6 +12,7 @@ fixtures.py    pipeline, built kernels, guest factory, evidence, `judged`
 results.py     the run's own directory, time breakdown, session-end reports
 disk_full.py   a full disk (cache or results): one message, no traceback, the session stops
 reduced.py     a revision the instrumentation overlay did not apply to: reduced forms, skips
+first_failure.py  the first failing check, printed when it fails (not only at the end)
 """
 
 pytest_plugins = [
@@ -22,4 +23,5 @@ pytest_plugins = [
     "harness.pytest_plugin.results",
     "harness.pytest_plugin.disk_full",
     "harness.pytest_plugin.reduced",
+    "harness.pytest_plugin.first_failure",
 ]

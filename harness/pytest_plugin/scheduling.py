@@ -54,7 +54,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: "debug_revision" not in getattr(item, "fixturenames", ()))
     for fixture in SHARED_GUESTS:
         _group_by_revision(items, fixture)
-    _join_guest_groups(items)
+    if selected_debug_revisions(config):  # two workers: see JOIN_GUEST_GROUP
+        _join_guest_groups(items)
 
 
 # Module-scoped guests of the scenario suite (one per revision, driven by a module's steps
@@ -62,11 +63,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 SHARED_GUESTS = ("guest", "lifecycle_guest", "isolation_guest", "offline_guest")
 
 
-# Scenarios of one guest each that join a guest group of their revision under xdist:
-# each revision's three groups then take about as long (seconds with three workers: the
-# detection steps 32 + the negative control 14; the batches-out steps 35 + two zones 10-13;
-# the lifecycle steps 34 + the release 7-11). Left to xdist, they went to whichever worker
-# first had two steps left, and the lifecycle worker ran all three: 54-57 s against 37-45.
+# Scenarios of one guest each that join a guest group of their revision, when the run has
+# fewer workers than guests (the main job's two): each revision's three groups then take
+# about as long (seconds with three workers: the detection steps 32 + the negative control
+# 14; the batches-out steps 35 + two zones 10-13; the lifecycle steps 34 + the release
+# 7-11). Left to xdist, they went to whichever worker first had two steps left, and the
+# lifecycle worker ran all three: 54-57 s against 37-45. With a worker per guest group
+# (no debug revision: WORKERS_WITHOUT_DEBUG_GUESTS) they are left free, and go to the first
+# worker whose group is done (offline, isolation) instead of waiting behind the longest.
 JOIN_GUEST_GROUP = {  # scenario -> (guest fixture, the module that drives the guest)
     "test_negative_control_feature_off": ("guest", "test_detection"),
     "test_two_zones": ("guest", "test_batches_out"),
@@ -167,19 +171,35 @@ def _image_and_accel(pipeline: Pipeline) -> None:
 
 # Workers for `-n auto` (what `python3 -m harness run` passes): one TCG guest per core of a
 # 2-core laptop (measured: the warm default suite 583 s serially, 342 s on two workers).
-# Without the debug kernels (2 vCPUs each) three single-vCPU guests fit two cores: one
-# edited patch's full verdict took 70 s on two workers and 59 s on three.
+# Without the debug kernels (2 vCPUs each) one worker per guest group of a revision (five:
+# detection, batches out, lifecycle, isolation, offline): the single-vCPU guests wait on
+# SSH, QMP and react delays often enough that five share two cores better than three. One
+# edited patch's full verdict (2026-12-07): 93-94 s on three workers, 79-81 s on five; the
+# scenarios then use both cores (~140 s of CPU in 80 s). Each takes up to a 3 GiB guest.
 DEFAULT_WORKERS = 2
-WORKERS_WITHOUT_DEBUG_GUESTS = 3
+WORKERS_WITHOUT_DEBUG_GUESTS = 5
+GUEST_MEMORY_PER_WORKER_KIB = 3 * 1024 * 1024
 
 
 @pytest.hookimpl(optionalhook=True)  # an xdist hook: absent under -p no:xdist
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """How many workers `-n auto` starts: 2, 3 when no debug revision is selected, none
-    (a serial run) on a machine with fewer CPUs than that."""
+    """How many workers `-n auto` starts: 2; up to 5 when no debug revision is selected
+    (as many 3 GiB guests as the host's available memory holds); none (a serial run) on a
+    machine with fewer CPUs than 2."""
     if (os.cpu_count() or 1) < DEFAULT_WORKERS:
         return 0
-    return DEFAULT_WORKERS if selected_debug_revisions(config) else WORKERS_WITHOUT_DEBUG_GUESTS
+    if selected_debug_revisions(config):
+        return DEFAULT_WORKERS
+    fit = available_memory_kib() // GUEST_MEMORY_PER_WORKER_KIB
+    return max(DEFAULT_WORKERS, min(WORKERS_WITHOUT_DEBUG_GUESTS, fit))
+
+
+def available_memory_kib() -> int:
+    """The host's MemAvailable (what the guests' RAM can take without swapping)."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1])
+    return 0
 
 
 @pytest.hookimpl(optionalhook=True)  # an xdist hook: absent under -p no:xdist

@@ -4,17 +4,24 @@ its kernel log (judged by harness.judge)."""
 from __future__ import annotations
 
 from harness.observe import dmesg
-from harness.observe.procfs import GuestObservations, read_observations
+from harness.observe.procfs import (
+    OBSERVED_PATHS,
+    GuestObservations,
+    cat_files_command,
+    read_observations,
+    split_files,
+)
 
 
 def observe(vm) -> GuestObservations:
-    """Read /proc and the series' debugfs file in the guest over SSH."""
+    """Read /proc and the series' debugfs file in the guest, all in one SSH command."""
+    files = split_files(vm.ssh.check(cat_files_command(OBSERVED_PATHS), timeout=60).stdout)
 
     def read(path: str) -> str:
-        result = vm.ssh.run(f"cat {path}", timeout=60)
-        if result.exit_status != 0:
+        text = files.get(path)
+        if text is None:
             raise FileNotFoundError(path)
-        return result.stdout
+        return text
 
     return read_observations(read)
 
