@@ -13,7 +13,12 @@ from harness.observe.procfs import GuestObservations
 # buddyinfo, pagetypeinfo: one `cat` each). Between two reads the allocator may still move
 # a block (seen after a DIMM was onlined, on two vCPUs, and once with 200 ms held batches).
 CROSS_FILE_CHECKS = frozenset(
-    {"free_counts_agree", "hinted_le_free_per_order", "zoneinfo_hinted_matches_debugfs"}
+    {
+        "free_counts_agree",
+        "hinted_le_free_per_order",
+        "zoneinfo_hinted_matches_debugfs",
+        "buddyinfo_matches_pagetypeinfo",  # the reduced form's (judge/reduced.py)
+    }
 )
 CROSS_FILE_READS = 3
 CROSS_FILE_PAUSE_S = 1.0

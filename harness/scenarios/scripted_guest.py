@@ -17,6 +17,7 @@ from harness.build.known_splats import is_known, load_known_splats
 from harness.build.revisions import Revision
 from harness.build.spec import HintingSpec, load_spec
 from harness.core.poll import poll_until
+from harness.drive.quiet import wait_quiet
 from harness.drive.workloads import read_meminfo, set_react_delay, wait_hinting_idle
 from harness.judge import (
     JudgeConfig,
@@ -28,6 +29,7 @@ from harness.judge import (
     judge_step,
     verdict_of,
 )
+from harness.judge.reduced import REDUCED_LABEL
 from harness.observe import dmesg
 from harness.observe.procfs import GuestObservations, HintingState
 from harness.pipeline import GuestFactory
@@ -58,12 +60,25 @@ class ScriptedGuest:
     # a step left the guest unable to answer on purpose (a kept defect that wedges it):
     # the end of the module reads its console only
     wedged: bool = False
+    # False for a hinting revision built without the harness's instrumentation (a reduced
+    # form drives the guest: harness/scenarios/reduced.py): quiet points come from the free
+    # lists, the steps read no debugfs state, counters or hooks, verdicts are marked reduced
+    instrumented: bool = True
+
+    @property
+    def reads_series_state(self) -> bool:
+        """Whether the steps can read the series' debugfs state, its counters and hooks."""
+        return self.revision.hinting and self.instrumented
 
     def settle(self) -> HintingState | None:
-        """Wait until hinting is idle (stock: until its reporting pass is surely over); the
-        first idle state is kept as `first_state`, where the whole run's work bound starts."""
+        """Wait until hinting is idle (stock: until its reporting pass is surely over; a
+        kernel without instrumentation: until its free lists stop changing); the first idle
+        state is kept as `first_state`, where the whole run's work bound starts."""
         if not self.revision.hinting:
             time.sleep(STOCK_SETTLE_S)
+            return None
+        if not self.instrumented:
+            wait_quiet(self.vm, min_order=self.spec.min_order, settle_s=3 * self.spec.delay_s)
             return None
         state = wait_hinting_idle(self.vm, settle_s=3 * self.spec.delay_s)
         if self.first_state is None:
@@ -93,6 +108,8 @@ class ScriptedGuest:
     def record(self, label: str, verdict: Verdict) -> Verdict:
         """A verdict a step asserts: data for the step's test (the plugin makes it a JUnit
         property) and a note in verdict.txt."""
+        if not self.instrumented:
+            label = f"{label} ({REDUCED_LABEL})"
         self.verdicts.append((label, verdict))
         self.note(f"{label}\n{verdict}")
         return verdict

@@ -121,7 +121,7 @@ def test_memory_offline_while_a_batch_is_out(offline_guest: ScriptedGuest) -> No
     if known_bug:
         _bug_must_show(guest, known_bug)
         return
-    deleted, problems = _wait_offline(guest, dimm)
+    deleted, problems = wait_offline(guest, dimm)
     if not deleted:  # the guest may not answer any more: judge from QEMU and the console
         guest.wedged = bool(problems)
         verdict += judge_offline(False, 0, 0, None, ZONE, problems)
@@ -157,7 +157,7 @@ def test_memory_offline_while_a_batch_is_out(offline_guest: ScriptedGuest) -> No
     assert verdict.passed, f"{guest.revision.name} memory offline while hinting:\n{verdict}"
 
 
-def _wait_offline(guest: ScriptedGuest, dimm: str) -> tuple[bool, list[str]]:
+def wait_offline(guest: ScriptedGuest, dimm: str) -> tuple[bool, list[str]]:
     """Until QEMU says the DIMM is gone (DEVICE_DELETED), or the console shows a kernel
     problem (an offline that crashed will never finish), or OFFLINE_TIMEOUT_S pass:
     (deleted, the console's problems)."""
