@@ -22,6 +22,8 @@ from harness.report.reply import TESTED_BY
 from harness.report.run_results import read_cases
 
 REWORDED = Path(__file__).parent / "fixtures" / "overlay" / "reworded"
+# hinting-v2-fixed with the same rewording: the clean revision, without instrumentation
+REWORDED_FIXED = Path(__file__).parent / "fixtures" / "overlay" / "reworded-fixed"
 ONE_LINE = (
     "user:reworded: instrumentation overlay not applied "
     "(0002-mm-page_hinting-Count-hinting-activity-per-zone-in-d.patch, hunk "
@@ -111,3 +113,25 @@ def test_real_the_reduced_offline_step_still_finds_v2s_offline_bug(tmp_path: Pat
     failed = next(c for c in cases if c.outcome == "failed")
     assert "[FAIL] offline_completes" in failed.text, failed.text[-2000:]
     assert "__offline_isolated_pages" in failed.text, failed.text[-2000:]
+
+
+@pytest.mark.real
+def test_real_the_clean_revision_without_instrumentation_passes_every_reduced_form(
+    tmp_path: Path,
+) -> None:
+    """hinting-v2-fixed reworded the same way: the whole suite, every scenario with a
+    reduced form judged reduced and green (the offline step and the CMA step that fail or
+    can fail on v2 among them), the ones that need the hooks skipped as not judged."""
+    results = tmp_path / "results"
+    run = run_suite(REWORDED_FIXED, results, "")
+    said = run.stdout[-3000:] + run.stderr[-3000:]
+    assert run.returncode == 0, said
+    cases = read_cases(results) or []
+    outcomes = {c.name.split("[")[0]: c.outcome for c in cases}
+    assert all(c.reduced for c in cases), said
+    passed = [name for name, outcome in outcomes.items() if outcome == "passed"]
+    skipped = [c for c in cases if c.outcome == "skipped"]
+    assert len(passed) == 16 and len(skipped) == 7, outcomes
+    assert outcomes["test_memory_offline_while_a_batch_is_out"] == "passed", outcomes
+    assert outcomes["test_contig_alloc_isolates_hinted_blocks"] == "passed", outcomes
+    assert all(c.message.startswith("reduced: not judged") for c in skipped)

@@ -20,10 +20,14 @@ from pathlib import Path
 from harness.build.known_splats import is_known, load_known_splats
 from harness.build.revisions import Revision
 from harness.build.spec import HintingSpec, load_spec
+from harness.core.errors import StepTestedNothing
 from harness.drive.lifecycle import add_dimm, remove_dimm
 from harness.drive.quiet import wait_quiet
 from harness.drive.workloads import (
     NR_HUGEPAGES,
+    cma_alloc,
+    cma_free,
+    cma_pages,
     measure_release,
     run_pattern,
     set_hugepages,
@@ -352,6 +356,48 @@ def _lifecycle_form(name: str):
 
 for _name in LIFECYCLE_NOT_JUDGED:
     reduced_form("test_lifecycle", _name)(_lifecycle_form(_name))
+
+
+# --- test_isolation -----------------------------------------------------------------------
+
+
+@reduced_form("test_isolation", "test_contig_alloc_isolates_hinted_blocks")
+def contig_alloc_over_the_cma_area(isolation_guest: ScriptedGuest) -> None:
+    """alloc_contig_range() over the CMA area at a quiet point (the boot flush hinted it),
+    freed, and again right after the free (the cycle that hints it again races the
+    isolation, instead of a held batch): each allocation gets the whole area, and at the
+    quiet points the free lists agree and free memory is back."""
+    guest, vm = isolation_guest, isolation_guest.vm
+    guest.instrumented = False
+    pages = cma_pages(vm)
+    if not pages:
+        raise StepTestedNothing(
+            "the guest has no CMA area (debugfs cma/reserved)", "boot it with cma=SIZE"
+        )
+    start, verdict = agreeing_files(guest, "cma-start")
+    got = cma_alloc(vm, pages)
+    verdict += verdict_of(judge_step("contig_alloc", got, f"{pages} pages of the idle area"))
+    if got:
+        cma_free(vm, pages)
+        again = cma_alloc(vm, pages)  # the free just requested a cycle over the area
+        verdict += verdict_of(
+            judge_step("contig_alloc_again", again, f"{pages} pages right after the free")
+        )
+        if again:
+            cma_free(vm, pages)
+    end, agree = agreeing_files(guest, "cma-freed")
+    verdict += agree + verdict_of(
+        judge_accounting(
+            FreeMemory.of(start, guest.spec.min_order),
+            [FreeMemory.of(end, guest.spec.min_order)],
+            detection.ACCOUNTING_TOLERANCE_KIB,
+            detection.HIGH_ORDER_TOLERANCE_KIB,
+        ),
+        not_judged("contig_alloc_takes_hinted_blocks", HINTED_COUNTS),
+        not_judged("contig_alloc_during_a_held_batch", "the react_delay_ms test hook"),
+    )
+    guest.record(f"alloc_contig_range over the CMA area ({pages} pages)", verdict)
+    assert verdict.passed, f"{guest.revision.name} ({REDUCED_LABEL}):\n{verdict}"
 
 
 # --- test_offline -------------------------------------------------------------------------
