@@ -46,3 +46,20 @@ def test_the_first_failing_check_is_printed_before_the_next_scenario_runs(
     first = out.index("FIRST FAILURE: test_suite.py::test_b_fails_a_check")
     assert out.index("counts_match_model[at]: order 9: unhinted 1", first) < out.index("C-RAN")
     assert out.count("FIRST FAILURE") == 1  # the second failure waits for the summary
+
+
+def test_a_verdict_property_that_is_not_json_does_not_break_the_line(tmp_path: Path) -> None:
+    """Another plugin's `verdict` property (plain text) is skipped: the error's last line."""
+    (tmp_path / "test_prop.py").write_text(
+        "def test_x(record_property):\n"
+        "    record_property('verdict', 'verdict: FAIL (1 of 1)')\n"
+        "    assert 1 == 2, 'the reason'\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", PLUGIN, "-p", "no:cacheprovider",
+         str(tmp_path / "test_prop.py")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1 and "INTERNALERROR" not in result.stdout, result.stdout
+    assert "FIRST FAILURE: test_prop.py::test_x" in result.stdout
+    assert "AssertionError: the reason" in result.stdout

@@ -25,11 +25,15 @@ def first_failing_check(report: pytest.TestReport) -> str:
     if match := FAIL_LINE.search(text):
         return match.group(1).strip()
     for name, value in report.user_properties:
-        if name == "verdict":
+        if name != "verdict":
+            continue
+        try:
             _, verdict = Verdict.from_json(str(value))
-            failed = next((c for c in verdict.checks if c.status is Status.FAIL), None)
-            if failed is not None:
-                return f"{failed.name}: {failed.detail}"
+        except (ValueError, KeyError, TypeError):  # a property some other code wrote
+            continue
+        failed = next((c for c in verdict.checks if c.status is Status.FAIL), None)
+        if failed is not None:
+            return f"{failed.name}: {failed.detail}"
     errors = [line for line in text.splitlines() if line.startswith("E ")]
     if errors:
         return errors[-1][1:].strip()
