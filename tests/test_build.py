@@ -23,7 +23,7 @@ from harness.build.kernel import (
     prepare_worktree,
 )
 from harness.build.series import load_series
-from harness.build.source import obtain_source, remove_worktree
+from harness.build.source import obtain_source, remove_worktree, worktree_path
 from harness.core.errors import BuildError
 from harness.core.paths import cache_dir
 
@@ -196,21 +196,68 @@ def test_worktree_with_same_series_is_reused_for_incremental_builds(
     assert (tree / "built.o").read_text() == "built\nbuilt\n"
 
 
+def test_a_request_made_before_is_answered_from_the_cache_without_a_worktree(
+    cache: Path, fake_kernel: Path, fragment: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same request again (same source, series, overlay, fragments, toolchain) finds its
+    kernel without taking over or applying in any worktree: the tree a later edit takes over
+    keeps the sources its outputs were made from. A kernel gone from the cache sends the
+    request down the worktree path again."""
+    src = obtain_source(fake_kernel)
+    series = load_series(one_patch_series(fake_kernel, tmp_path / "series"))
+    request = BuildRequest(src, series, (fragment,))
+    first = build_kernel(request)
+    assert first.status is BuildStatus.SUCCESS
+    name = build_mod.worktree_name(src, series, (fragment,))
+    tree = worktree_path(name)
+    assert (tree / build_mod.BUILT_MARKER).is_file()
+    assert not build_mod.applied_since_built(tree)
+    remove_worktree(src, name)  # no worktree to find it through
+    make = build_mod._run_make
+    forbid_make(monkeypatch)
+    again = build_kernel(request)
+    assert again.status is BuildStatus.CACHED and again.key == first.key
+    assert again.stages == () and not tree.exists()
+    assert again.overlay == first.overlay
+
+    monkeypatch.setattr(build_mod, "_run_make", make)
+    subprocess.run(["rm", "-rf", str(first.bzimage.parent)], check=True)
+    rebuilt = build_kernel(request)
+    assert rebuilt.status is BuildStatus.SUCCESS and tree.is_dir()
+
+
 def test_the_donor_is_the_tree_whose_series_was_applied_last(tmp_path: Path) -> None:
     """The maintainer's loop: the previous edit's tree (applied last) is taken over, not
-    the first name in sort order; a tree never configured is no donor."""
+    the first name in sort order; a tree never configured is no donor; a tree applied and
+    then found in the build cache (its outputs are of an older series, maybe of another
+    .config) comes after every tree built as it is applied; among equals, a tree of the
+    series about to be applied comes first (after a bisect: not a prefix's tree)."""
     trees = {}
-    for name, applied in (("a-v2", 100), ("b-edit1", 300), ("c-fixed", 200), ("d-new", 400)):
+    for name, applied in (
+        ("a-v2", 100), ("b-edit1", 300), ("c-fixed", 200), ("d-new", 400), ("e-cached", 500)
+    ):  # fmt: skip
         tree = tmp_path / name
         tree.mkdir()
         if name != "d-new":
             (tree / ".config").write_text("")
         marker = tree / build_mod.SERIES_MARKER
-        marker.write_text("{}")
+        marker.write_text(json.dumps({"series": name}))
+        if name != "e-cached":
+            (tree / build_mod.BUILT_MARKER).write_text(marker.read_text())
+        else:
+            (tree / build_mod.BUILT_MARKER).write_text(json.dumps({"series": "one-line"}))
         os.utime(marker, (applied, applied))
         trees[name] = tree
     ordered = build_mod.donors_newest_first(sorted(trees.values()))
-    assert [t.name for t in ordered] == ["b-edit1", "c-fixed", "a-v2"]
+    assert [t.name for t in ordered] == ["b-edit1", "c-fixed", "a-v2", "e-cached"]
+    assert build_mod.applied_since_built(trees["e-cached"])
+    named = build_mod.donors_newest_first(sorted(trees.values()), series_name="c-fixed")
+    assert [t.name for t in named] == ["c-fixed", "b-edit1", "a-v2", "e-cached"]
+    (trees["e-cached"] / build_mod.BUILT_MARKER).unlink()  # built before the marker: unknown
+    assert not build_mod.applied_since_built(trees["e-cached"])
+    assert [t.name for t in build_mod.donors_newest_first(sorted(trees.values()))] == [
+        "e-cached", "b-edit1", "c-fixed", "a-v2"
+    ]  # fmt: skip
 
 
 def test_worktree_is_rebuilt_when_its_head_moved(

@@ -250,3 +250,37 @@ def test_release_waits_for_the_rise_or_a_settled_rss() -> None:
     growing = _risen_or_settled(baseline=100 * MIB, target_rise=300 * MIB)
     rising = [growing(RssSample(t / 5, (150 + 10 * t) * MIB)) for t in range(15)]
     assert not any(rising)  # 50 MiB/s: still catching up
+
+
+def test_return_watch_ends_at_the_target_or_once_a_passing_return_has_settled() -> None:
+    """The watch after a release ends when `enough` came back; or when what the judge needs
+    came back and the RSS stopped falling for `settle_s` (89 % of 90 % must not wait out the
+    deadline); a return short of the judge's bar is watched to the deadline, flat or not."""
+    from harness.drive.workloads import _returned_or_settled
+    from harness.observe.rss import RssSample
+
+    peak = 1300 * MIB
+    reached = _returned_or_settled(peak, enough=900 * MIB, passing=800 * MIB, settle_s=2.0)
+    assert not reached(RssSample(0.0, 1000 * MIB))
+    assert reached(RssSample(0.2, 390 * MIB))
+
+    plateau = _returned_or_settled(peak, enough=900 * MIB, passing=800 * MIB, settle_s=2.0)
+    falling = [plateau(RssSample(t / 5, (1300 - 100 * t) * MIB)) for t in range(5)]
+    flat = [plateau(RssSample(1.0 + t / 5, 450 * MIB)) for t in range(12)]  # 850 MiB back
+    assert not any(falling)
+    assert flat[:10] == [False] * 10 and flat[-1]  # ends 2 s into the plateau
+
+    short = _returned_or_settled(peak, enough=900 * MIB, passing=800 * MIB, settle_s=2.0)
+    assert not any(short(RssSample(t / 5, 600 * MIB)) for t in range(50))  # 700 MiB back
+    unbounded = _returned_or_settled(peak, enough=900 * MIB, passing=None, settle_s=2.0)
+    assert not any(unbounded(RssSample(t / 5, 450 * MIB)) for t in range(50))
+
+
+def test_the_release_settle_follows_the_revisions_cadence() -> None:
+    """Three worker delays, at least 2 s: 6 s for stock reporting (2 s between passes)."""
+    from harness.build.revisions import resolve
+    from harness.scenarios.test_release import passing_bytes, settle_for
+
+    assert settle_for(resolve("stock")) == 6.0
+    assert settle_for(resolve("hinting-v2-fixed")) == 2.0
+    assert passing_bytes(1200) == int(0.8 * 1200 * MIB)

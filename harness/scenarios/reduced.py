@@ -119,7 +119,12 @@ def release_returns_memory(
 ) -> None:
     with new_guest(revision, evidence) as vm:
         m = measure_release(
-            vm, release_mib, expect_return=True, deadline_s=release.deadline_for(revision)
+            vm,
+            release_mib,
+            expect_return=True,
+            deadline_s=release.deadline_for(revision),
+            passing_bytes=release.passing_bytes(release_mib),
+            settle_s=release.settle_for(revision),
         )
         save_measurement(evidence, revision.name, m)
         obs = observe(vm)

@@ -13,8 +13,10 @@ from pathlib import Path
 
 from harness.build.revisions import Revision
 from harness.build.spec import load_spec
+from harness.core.units import MiB
 from harness.drive.workloads import measure_release
 from harness.judge import (
+    RETURN_FRACTION,
     RssEvidence,
     Verdict,
     hinted_bytes,
@@ -36,10 +38,25 @@ from harness.scenarios.guest_checks import observe, splats
 # after a request and reached 90 % within 0.4 s: 50 worker delays (5 s for v2).
 STOCK_NEGATIVE_WINDOW_S = 20.0
 HINTING_NEGATIVE_WINDOW_DELAYS = 50
+# Once the judge's share is back, the watch ends when the RSS has stopped falling for
+# three worker delays (stock reporting waits 2 s between passes), at least 2 s.
+STOCK_REPORTING_DELAY_S = 2.0
+SETTLE_DELAYS = 3
+MIN_SETTLE_S = 2.0
 
 
 def deadline_for(revision: Revision) -> float:
     return 30.0 if revision.hinting else 60.0
+
+
+def settle_for(revision: Revision) -> float:
+    delay = load_spec(revision.series).delay_s if revision.hinting else STOCK_REPORTING_DELAY_S
+    return max(MIN_SETTLE_S, SETTLE_DELAYS * delay)
+
+
+def passing_bytes(release_mib: int) -> int:
+    """What judge_returned needs back of a release of `release_mib`."""
+    return int(RETURN_FRACTION * release_mib * MiB)
 
 
 def negative_window_for(revision: Revision) -> float:
@@ -63,6 +80,8 @@ def test_release_returns_memory_to_host(
             release_mib,
             expect_return=True,
             deadline_s=deadline_for(revision),
+            passing_bytes=passing_bytes(release_mib),
+            settle_s=settle_for(revision),
             # the hinted counts while memory is held: what the release adds is judged
             at_peak=(lambda: at_peak.append(observe(vm))) if revision.hinting else None,
         )
