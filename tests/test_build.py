@@ -226,6 +226,28 @@ def test_a_request_made_before_is_answered_from_the_cache_without_a_worktree(
     assert rebuilt.status is BuildStatus.SUCCESS and tree.is_dir()
 
 
+def test_a_tree_applied_and_not_built_since_says_so(
+    cache: Path, fake_kernel: Path, fragment: Path, tmp_path: Path
+) -> None:
+    """A fresh worktree has nothing built; a make records the series its outputs are of;
+    a taken-over tree, even one built before that record existed, carries a series its
+    outputs are not of until its next make (donors_newest_first puts it last)."""
+    src = obtain_source(fake_kernel)
+    stock = load_series(None)
+    edited = load_series(one_patch_series(fake_kernel, tmp_path / "series"))
+    first = prepare_worktree(src, stock, build_mod.worktree_name(src, stock, (fragment,)))
+    assert build_mod.applied_since_built(first)  # fresh: nothing built yet
+    (first / ".config").write_text("")  # configured: a donor candidate
+    build_mod._mark_built(first)
+    assert not build_mod.applied_since_built(first)
+    (first / build_mod.BUILT_MARKER).unlink()  # as a tree built before the record existed
+    taken = prepare_worktree(src, edited, build_mod.worktree_name(src, edited, (fragment,)))
+    assert not first.exists()  # it was taken over
+    assert build_mod.applied_since_built(taken)
+    build_mod._mark_built(taken)
+    assert not build_mod.applied_since_built(taken)
+
+
 def test_the_donor_is_the_tree_whose_series_was_applied_last(tmp_path: Path) -> None:
     """The maintainer's loop: the previous edit's tree (applied last) is taken over, not
     the first name in sort order; a tree never configured is no donor; a tree applied and

@@ -55,6 +55,7 @@ SERIES_MARKER = ".phh-series.json"  # in the worktree: which series was applied 
 # make in the tree succeeds. A tree whose series was applied but not built (the kernel was
 # in the cache) has build outputs of another series, maybe of another .config.
 BUILT_MARKER = ".phh-built.json"
+NOTHING_BUILT = "{}\n"  # BUILT_MARKER of a fresh worktree
 BUILD_TIMESTAMP = "2019-07-24"  # fixed: identical inputs give identical images
 PROGRESS_INTERVAL = 30.0
 MAX_ERROR_LINES = 30
@@ -346,6 +347,7 @@ def prepare_worktree(
         if donor is not None:
             return _apply_incrementally(source, series, path, donor, marker, overlay)
         tree = make_worktree(source, name)  # reset hard + clean: the old marker goes too
+        write_text_atomic(tree / BUILT_MARKER, NOTHING_BUILT)
         if series.patches:
             with step(
                 f"applying {len(series.patches)} patches of {series.name} to {tree}", phase="git"
@@ -442,6 +444,14 @@ def applied_since_built(tree: Path) -> bool:
         return True
 
 
+def _keep_what_was_built(tree: Path) -> None:
+    """Before a taken-over tree gets another series: a tree built before BUILT_MARKER
+    existed records its old series marker as what its outputs are of (the best there is)."""
+    if not (tree / BUILT_MARKER).is_file():
+        old = tree / SERIES_MARKER
+        write_text_atomic(tree / BUILT_MARKER, old.read_text() if old.is_file() else NOTHING_BUILT)
+
+
 def _mark_built(tree: Path) -> None:
     marker = tree / SERIES_MARKER
     if marker.is_file():
@@ -478,6 +488,7 @@ def _apply_incrementally(
     times = {f: (st.st_atime, st.st_mtime) for f in touched if (st := _stat(tree / f))}
     with step(f"applying {len(series.patches)} patches of {series.name} to {tree}", phase="git"):
         run_git(["reset", "-q", "--hard", source.commit], tree)
+        _keep_what_was_built(tree)
         (tree / SERIES_MARKER).unlink(missing_ok=True)
         if series.patches:
             apply_series(tree, series)
