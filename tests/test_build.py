@@ -252,8 +252,8 @@ def test_the_donor_is_the_tree_whose_series_was_applied_last(tmp_path: Path) -> 
     """The maintainer's loop: the previous edit's tree (applied last) is taken over, not
     the first name in sort order; a tree never configured is no donor; a tree applied and
     then found in the build cache (its outputs are of an older series, maybe of another
-    .config) comes after every tree built as it is applied; among equals, a tree of the
-    series about to be applied comes first (after a bisect: not a prefix's tree)."""
+    .config) comes after every tree built as it is applied; before both, a tree whose
+    outputs are of the series about to be applied (after a bisect: not a prefix's tree)."""
     trees = {}
     for name, applied in (
         ("a-v2", 100), ("b-edit1", 300), ("c-fixed", 200), ("d-new", 400), ("e-cached", 500)
@@ -275,6 +275,9 @@ def test_the_donor_is_the_tree_whose_series_was_applied_last(tmp_path: Path) -> 
     assert build_mod.applied_since_built(trees["e-cached"])
     named = build_mod.donors_newest_first(sorted(trees.values()), series_name="c-fixed")
     assert [t.name for t in named] == ["c-fixed", "b-edit1", "a-v2", "e-cached"]
+    # e-cached carries another series, but its outputs are of one-line: the donor for it
+    outputs = build_mod.donors_newest_first(sorted(trees.values()), series_name="one-line")
+    assert [t.name for t in outputs] == ["e-cached", "b-edit1", "c-fixed", "a-v2"]
     (trees["e-cached"] / build_mod.BUILT_MARKER).unlink()  # built before the marker: unknown
     assert not build_mod.applied_since_built(trees["e-cached"])
     assert [t.name for t in build_mod.donors_newest_first(sorted(trees.values()))] == [

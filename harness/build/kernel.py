@@ -408,17 +408,19 @@ def donors_newest_first(worktrees: list[Path], series_name: str = "") -> list[Pa
     """Built worktrees, the one whose series was applied last first: in the maintainer's
     loop that is the previous edit of the same series, the fewest files away (measured: a
     hinting-v2 donor for an edited hinting-v2-fixed recompiled for 40 s, the previous
-    edit's tree 6 s). Before recency: trees whose build outputs are of the series they
-    carry (not applied and then found in the cache: such outputs may be of another .config;
-    one edit after a run of `pytest tests/` made 1165 objects again, 42 s of make, where a
-    built tree of the same series took 6 s), then trees of the series named `series_name`
-    (after a bisect, the full series' tree rather than a prefix without its Kconfig).
+    edit's tree 6 s). Before recency, a tree whose build outputs are of the series named
+    `series_name` (after a bisect or `pytest tests/`, the edited series' own tree rather than
+    a prefix or a fixture: one edit made 14 files and their dependants again, 38 s of make),
+    then a tree whose outputs are of the series it carries (not one applied and then found
+    in the cache: one edit after such a tree made 1165 objects again, 42 s).
     """
 
     def rank(tree: Path) -> tuple[bool, bool, float]:
         marker = tree / SERIES_MARKER
         applied_at = marker.stat().st_mtime if marker.is_file() else 0.0
-        return not applied_since_built(tree), _series_name(marker) == series_name, applied_at
+        outputs_of = tree / BUILT_MARKER if (tree / BUILT_MARKER).is_file() else marker
+        same_series = bool(series_name) and _series_name(outputs_of) == series_name
+        return same_series, not applied_since_built(tree), applied_at
 
     built = [tree for tree in worktrees if (tree / ".config").is_file()]
     return sorted(built, key=rank, reverse=True)
