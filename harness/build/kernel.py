@@ -408,11 +408,10 @@ def donors_newest_first(worktrees: list[Path], series_name: str = "") -> list[Pa
     """Built worktrees, the one whose series was applied last first: in the maintainer's
     loop that is the previous edit of the same series, the fewest files away (measured: a
     hinting-v2 donor for an edited hinting-v2-fixed recompiled for 40 s, the previous
-    edit's tree 6 s). Before recency, a tree whose build outputs are of the series named
-    `series_name` (after a bisect or `pytest tests/`, the edited series' own tree rather than
-    a prefix or a fixture: one edit made 14 files and their dependants again, 38 s of make),
-    then a tree whose outputs are of the series it carries (not one applied and then found
-    in the cache: one edit after such a tree made 1165 objects again, 42 s).
+    edit's tree 6 s). Before recency: a tree whose build outputs are of the series named
+    `series_name` (after a bisect, the series' own tree rather than a prefix's), then a
+    tree whose outputs are of the series it carries (not one applied and then found in the
+    cache: one edit after such a tree made 1165 objects again, 42 s).
     """
 
     def rank(tree: Path) -> tuple[bool, bool, float]:
