@@ -297,14 +297,9 @@ def _known_build(digest: str) -> BuildResult | None:
     artifacts = cached_build(key, coverage=coverage)
     if artifacts is None:
         return None
-    try:
-        recorded = json.loads((artifacts / "meta.json").read_text()).get("overlay")
-        overlay = None
-        if isinstance(recorded, dict):
-            overlay = instrumentation.OverlayResult.from_json(recorded)
-    except (OSError, ValueError, KeyError, AttributeError):
-        return None  # a meta.json this code cannot read: the worktree path decides
     log.info("build %s: cache hit (the same request as before: no worktree)", key[:12])
+    # meta.json records the overlay's outcome under the same key as a worktree marker
+    overlay = instrumentation.recorded(artifacts / "meta.json")
     return _result(artifacts, BuildStatus.CACHED, 0.0, (), overlay)
 
 
