@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -238,14 +239,85 @@ def test_a_tree_applied_and_not_built_since_says_so(
     first = prepare_worktree(src, stock, build_mod.worktree_name(src, stock, (fragment,)))
     assert build_mod.applied_since_built(first)  # fresh: nothing built yet
     (first / ".config").write_text("")  # configured: a donor candidate
-    build_mod._mark_built(first)
+    build_mod._mark_built(first, time.time())
     assert not build_mod.applied_since_built(first)
     (first / build_mod.BUILT_MARKER).unlink()  # as a tree built before the record existed
     taken = prepare_worktree(src, edited, build_mod.worktree_name(src, edited, (fragment,)))
     assert not first.exists()  # it was taken over
     assert build_mod.applied_since_built(taken)
-    build_mod._mark_built(taken)
+    build_mod._mark_built(taken, time.time())
     assert not build_mod.applied_since_built(taken)
+
+
+def two_patch_series(tree: Path, out: Path, new_c: str = "int y;\n") -> Path:
+    """The one-patch series' patch, then one adding mm/new.c; the tree is left as it was."""
+    (tree / "mm/page_alloc.c").write_text("int x;\nint hinted;\n")
+    git(tree, "commit", "-q", "-am", "mm: add hinted")
+    (tree / "mm/new.c").write_text(new_c)
+    git(tree, "add", "mm/new.c")
+    git(tree, "commit", "-q", "-m", "mm: add new.c")
+    out.mkdir()
+    git(tree, "format-patch", "-q", "-o", str(out), "HEAD~2")
+    git(tree, "reset", "-q", "--hard", "HEAD~2")
+    return out
+
+
+def test_a_taken_over_tree_keeps_what_its_last_make_built_older_than_its_objects(
+    cache: Path, fake_kernel: Path, fragment: Path, tmp_path: Path
+) -> None:
+    """The tree is built with series A, then given another series without a make (a
+    request the build cache answered), then taken over for a series that has A's content
+    in page_alloc.c and adds new.c. page_alloc.c must look older than that make began
+    (make keeps its object), new.c newer. Measured before this: the first edit after
+    `pytest tests/` recompiled 1032 objects (36 s) for headers in this situation."""
+    src = obtain_source(fake_kernel)
+    built = load_series(one_patch_series(fake_kernel, tmp_path / "a"))
+    build_kernel(BuildRequest(src, built, (fragment,)))
+    name_a = build_mod.worktree_name(src, built, (fragment,))
+    make_started = json.loads((worktree_path(name_a) / build_mod.BUILT_MARKER).read_text())[
+        build_mod.MAKE_STARTED
+    ]
+    stock = load_series(None)
+    taken = prepare_worktree(src, stock, build_mod.worktree_name(src, stock, (fragment,)))
+    assert build_mod.applied_since_built(taken)  # carries stock, outputs of A
+    time.sleep(0.05)
+    edit = load_series(two_patch_series(fake_kernel, tmp_path / "c"))
+    tree = prepare_worktree(src, edit, build_mod.worktree_name(src, edit, (fragment,)))
+    assert tree != taken and not taken.exists()  # taken over again
+    assert (tree / "mm/page_alloc.c").read_text() == "int x;\nint hinted;\n"
+    assert (tree / "mm/page_alloc.c").stat().st_mtime < make_started
+    assert (tree / "mm/new.c").stat().st_mtime > make_started
+
+    # Built as it is, then edited again (the maintainer's loop): a file the edit leaves as
+    # built keeps the very mtime it had at that make, not one just before it (a Kconfig
+    # file newer than an older make's auto.conf re-syncs the config: 1032 objects again).
+    build_kernel(BuildRequest(src, edit, (fragment,)))
+    built = json.loads((tree / build_mod.BUILT_MARKER).read_text())
+    long_ago = built[build_mod.MAKE_STARTED] - 1000
+    os.utime(tree / "mm/page_alloc.c", (long_ago, long_ago))
+    again = load_series(two_patch_series(fake_kernel, tmp_path / "d", new_c="int z;\n"))
+    tree = prepare_worktree(src, again, build_mod.worktree_name(src, again, (fragment,)))
+    assert (tree / "mm/page_alloc.c").stat().st_mtime == long_ago
+    assert (tree / "mm/new.c").stat().st_mtime > built[build_mod.MAKE_STARTED]
+
+
+def test_a_make_that_does_not_finish_leaves_outputs_of_no_series(
+    cache: Path, fake_kernel: Path, fragment: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Until make succeeds the outputs are a mix: nothing may be dated back against them."""
+    src = obtain_source(fake_kernel)
+    series = load_series(one_patch_series(fake_kernel, tmp_path / "series"))
+
+    def failing_make(tree: Path, *args: object) -> None:
+        (tree / "half.o").write_text("")
+        raise BuildError("make failed", "fix the series")
+
+    monkeypatch.setattr(build_mod, "_run_make", failing_make)
+    with pytest.raises(BuildError):
+        build_kernel(BuildRequest(src, series, (fragment,)))
+    tree = worktree_path(build_mod.worktree_name(src, series, (fragment,)))
+    assert (tree / build_mod.BUILT_MARKER).read_text() == build_mod.NOTHING_BUILT
+    assert build_mod._built_from(tree) is None and build_mod.applied_since_built(tree)
 
 
 def test_the_donor_is_the_tree_whose_series_was_applied_last(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from helpers import process_gone
 
+from harness.core import progress
 from harness.core.errors import (
     GuestNotReady,
     GuestPanic,
@@ -29,7 +30,12 @@ from harness.guest.cmdline import (
 )
 from harness.guest.session import Guest
 from harness.guest.ssh import RunKey
-from harness.guest.vm import CONTROL_BOOT_DIR, GuestVM, boots_without_reporting
+from harness.guest.vm import (
+    CONTROL_BOOT_DIR,
+    GuestVM,
+    boots_without_reporting,
+    process_cpu_seconds,
+)
 from harness.pipeline import stock_kernel
 
 PATHS = QemuPaths(Path("/w/console.log"), Path("/w/qemu.log"), Path("/w/qmp.sock"))
@@ -384,6 +390,20 @@ def test_real_qemu_pid_is_the_qemu_process(booted_vm: Guest) -> None:
     cmdline = Path(f"/proc/{booted_vm.pid}/cmdline").read_bytes().split(b"\0")
     assert cmdline[0].endswith(b"qemu-system-x86_64")
     assert f"phh.boot={booted_vm.boot_id}".encode() in b" ".join(cmdline)
+
+
+@pytest.mark.real
+def test_real_guest_cpu_is_counted_when_the_guest_stops(
+    tmp_path: Path, run_initrd: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(progress, "_spent", progress.defaultdict(float))
+    with GuestVM(real_config(tmp_path, run_initrd, memory_mib=512)) as vm:
+        user, system = process_cpu_seconds(vm.pid) or (0.0, 0.0)
+        assert user > 0.3  # booting under TCG alone takes over a second of QEMU CPU
+    spent = progress.time_spent()
+    assert spent["guests"] == 1
+    assert spent["qemu_user"] >= user and spent["qemu_system"] >= system
+    assert process_cpu_seconds(vm.pid) is None  # gone
 
 
 @pytest.mark.real

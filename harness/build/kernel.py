@@ -55,7 +55,9 @@ SERIES_MARKER = ".phh-series.json"  # in the worktree: which series was applied 
 # make in the tree succeeds. A tree whose series was applied but not built (the kernel was
 # in the cache) has build outputs of another series, maybe of another .config.
 BUILT_MARKER = ".phh-built.json"
-NOTHING_BUILT = "{}\n"  # BUILT_MARKER of a fresh worktree
+NOTHING_BUILT = "{}\n"  # BUILT_MARKER of a fresh worktree, or of one whose make did not finish
+MAKE_STARTED = "make_started"  # BUILT_MARKER: when that make began (seconds since the epoch)
+BEFORE_MAKE_SECONDS = 2.0  # a source dated back is this much older than its make's start
 BUILD_TIMESTAMP = "2019-07-24"  # fixed: identical inputs give identical images
 PROGRESS_INTERVAL = 30.0
 MAX_ERROR_LINES = 30
@@ -202,8 +204,9 @@ def make_stage(req: BuildRequest, tree: Path, config: Path) -> StageResult:
             step(f"make bzImage in {tree}", logfile, phase="make"),
             disk_full_as_error(tree, building, BUILD_NEEDS),
         ):
+            make_started = _mark_building(tree)
             _run_make(tree, req.jobs, logfile, extra)
-            _mark_built(tree)
+            _mark_built(tree, make_started)
         builds = cache_dir("builds")
         with disk_full_as_error(builds, f"storing the kernel built in {tree.name}", BUILD_NEEDS):
             artifacts = _store_artifacts(
@@ -431,13 +434,15 @@ def applied_since_built(tree: Path) -> bool:
     """The tree's last successful make was of another series than the one it carries now
     (False when that is not known: a tree built before BUILT_MARKER existed)."""
     try:
-        built = (tree / BUILT_MARKER).read_text()
-    except OSError:
+        built = json.loads((tree / BUILT_MARKER).read_text())
+    except (OSError, ValueError):
         return False
     try:
-        return built != (tree / SERIES_MARKER).read_text()
-    except OSError:
+        applied = json.loads((tree / SERIES_MARKER).read_text())
+    except (OSError, ValueError):
         return True
+    built.pop(MAKE_STARTED, None)
+    return built != applied
 
 
 def _keep_what_was_built(tree: Path) -> None:
@@ -448,10 +453,31 @@ def _keep_what_was_built(tree: Path) -> None:
         write_text_atomic(tree / BUILT_MARKER, old.read_text() if old.is_file() else NOTHING_BUILT)
 
 
-def _mark_built(tree: Path) -> None:
+def _mark_building(tree: Path) -> float:
+    """Before make: until it succeeds, the outputs are of no series (a failed make leaves
+    objects of the new sources beside the old). Returns when make starts."""
+    write_text_atomic(tree / BUILT_MARKER, NOTHING_BUILT)
+    return time.time()
+
+
+def _mark_built(tree: Path, make_started: float) -> None:
     marker = tree / SERIES_MARKER
     if marker.is_file():
-        write_text_atomic(tree / BUILT_MARKER, marker.read_text())
+        built = {**json.loads(marker.read_text()), MAKE_STARTED: make_started}
+        write_text_atomic(tree / BUILT_MARKER, json.dumps(built, indent=1) + "\n")
+
+
+def _built_from(tree: Path) -> tuple[str, float] | None:
+    """The commit the tree's outputs were built from and when that make began; None when
+    not known (never built, a make that did not finish, a marker from before either was
+    recorded, or the commit is gone)."""
+    try:
+        built = json.loads((tree / BUILT_MARKER).read_text())
+        head, started = str(built["head"]), float(built[MAKE_STARTED])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    exists = run_git(["cat-file", "-e", f"{head}^{{commit}}"], tree, check=False)
+    return (head, started) if exists.returncode == 0 else None
 
 
 def _repoint_build_paths(tree: Path, old: Path) -> None:
@@ -477,10 +503,13 @@ def _apply_incrementally(
     overlay: instrumentation.Overlay | None = None,
 ) -> Path:
     """Reset the taken-over tree to the source (build outputs stay), apply `series`, and
-    give back their old mtimes to files whose content is the same as in the donor's build,
-    so that make recompiles only what really changed (a header the series touches the same
-    way would otherwise rebuild most of the kernel)."""
+    date back files whose content is what the tree's outputs were built from, so that make
+    recompiles only what really changed (a header the series touches the same way would
+    otherwise rebuild most of the kernel)."""
+    built = _built_from(tree)
     touched = _changed_files(tree, source.commit, donor_head)
+    if built is not None:
+        touched |= _changed_files(tree, source.commit, built[0])
     times = {f: (st.st_atime, st.st_mtime) for f in touched if (st := _stat(tree / f))}
     with step(f"applying {len(series.patches)} patches of {series.name} to {tree}", phase="git"):
         run_git(["reset", "-q", "--hard", source.commit], tree)
@@ -489,13 +518,51 @@ def _apply_incrementally(
         if series.patches:
             apply_series(tree, series)
         result = _instrument(tree, overlay)
-    really_changed = _changed_files(tree, donor_head, "HEAD")
-    for name, stamp in times.items():
-        if name not in really_changed and (tree / name).exists():
-            os.utime(tree / name, stamp)
+    if built is not None:
+        really_changed = _date_back_what_was_built(tree, source.commit, donor_head, built, times)
+    else:  # what the donor carried is the best guess of what its outputs were built from
+        really_changed = _changed_files(tree, donor_head, "HEAD")
+        for name, stamp in times.items():
+            if name not in really_changed and (tree / name).exists():
+                os.utime(tree / name, stamp)
     _write_marker(tree, marker, result)
-    log.info("incremental: %d files differ from the donor's build", len(really_changed))
+    log.info("incremental: %d files differ from the sources of the tree's build",
+             len(really_changed))  # fmt: skip
     return tree
+
+
+def _date_back_what_was_built(
+    tree: Path,
+    source_commit: str,
+    donor_head: str,
+    built: tuple[str, float],
+    times: dict[str, tuple[float, float]],
+) -> set[str]:
+    """Every file git may have written since the tree's last make (the donor's series, the
+    built series, the new one) whose content is the same as at that make gets back the
+    mtime it had then (`times`, taken before the reset, when that was before the make
+    began); else one from just before the make began. Either is older than every object
+    that make wrote, so make keeps them; the first also keeps what older makes wrote
+    (auto.conf: a Kconfig file newer than it re-syncs the config, and every object is made
+    again). Returns the files that differ from the build's sources."""
+    built_head, make_started = built
+    really_changed = _changed_files(tree, built_head, "HEAD")
+    written = (
+        _changed_files(tree, source_commit, built_head)
+        | _changed_files(tree, source_commit, donor_head)
+        | _changed_files(tree, source_commit, "HEAD")
+    )
+    before_make = make_started - BEFORE_MAKE_SECONDS
+    for name in written - really_changed:
+        stat = _stat(tree / name)
+        if stat is None:
+            continue
+        old = times.get(name)
+        if old is not None and old[1] <= make_started:
+            os.utime(tree / name, old)
+        elif stat.st_mtime > before_make:
+            os.utime(tree / name, (stat.st_atime, before_make))
+    return really_changed
 
 
 def _changed_files(tree: Path, old: str, new: str) -> set[str]:

@@ -14,6 +14,11 @@ from pathlib import Path
 log = logging.getLogger("harness")
 
 PHASES = ("fetch", "unpack", "git", "configure", "make", "image", "probe", "boot")
+# Beside the wall-time phases: the host CPU the guests' QEMU processes used, summed over
+# guests ("guests" counts them). TCG guests are CPU-bound, so this says how close a run's
+# wall time is to what the host's cores can give; the host kernel's share is mostly the
+# host faulting in guest memory that hinting gave back.
+GUEST_CPU = ("qemu_user", "qemu_system", "guests")
 _spent: defaultdict[str, float] = defaultdict(float)
 
 
@@ -22,9 +27,32 @@ def add_time(phase: str, seconds: float) -> None:
     _spent[phase] += seconds
 
 
+def add_guest_cpu(user: float, system: float) -> None:
+    """Count one guest's QEMU process: `user` and `system` CPU seconds over its life."""
+    _spent["qemu_user"] += user
+    _spent["qemu_system"] += system
+    _spent["guests"] += 1
+
+
 def time_spent() -> dict[str, float]:
-    """Seconds per phase so far, in PHASES order (phases that took no time included)."""
-    return {phase: _spent.get(phase, 0.0) for phase in PHASES}
+    """Seconds per phase so far, in PHASES order (phases that took no time included),
+    then the guests' CPU (GUEST_CPU)."""
+    return {key: _spent.get(key, 0.0) for key in (*PHASES, *GUEST_CPU)}
+
+
+def format_guest_cpu(spent: dict[str, float], wall: float) -> str | None:
+    """ "8 guests' QEMU used 110.0 s of CPU (78.0 s user, 32.0 s host kernel): 1.80 cores
+    over the 61.0 s run"; None when no guest ran."""
+    guests = int(spent.get("guests", 0))
+    if not guests:
+        return None
+    user, system = spent.get("qemu_user", 0.0), spent.get("qemu_system", 0.0)
+    cores = (user + system) / wall if wall > 0 else 0.0
+    return (
+        f"{guests} guest{'s' if guests != 1 else ''}' QEMU used {user + system:.1f} s of CPU "
+        f"({user:.1f} s user, {system:.1f} s host kernel): {cores:.2f} cores over the "
+        f"{wall:.1f} s run"
+    )
 
 
 def format_breakdown(total: float, spent: dict[str, float] | None = None) -> str:

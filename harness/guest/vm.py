@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import re
 import shutil
 import signal
@@ -41,7 +42,7 @@ from harness.core.errors import (
     VMLaunchFailure,
 )
 from harness.core.poll import poll_until
-from harness.core.progress import add_time
+from harness.core.progress import add_guest_cpu, add_time
 from harness.guest.cmdline import (
     BALLOON_DRIVER,
     BALLOON_ID,
@@ -128,6 +129,18 @@ def _set_parent_death_signal() -> None:
     (Linux sends it when the thread that forked exits: start VMs from a long-lived thread.)
     """
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def process_cpu_seconds(pid: int) -> tuple[float, float] | None:
+    """(user, system) CPU seconds process `pid` has used, from /proc/PID/stat; None if it
+    is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state is fields[0]
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
 
 
 def _kill_process(process: subprocess.Popen[bytes]) -> None:
@@ -515,6 +528,9 @@ class GuestVM:
 
     def _quit_politely(self) -> None:
         assert self._process is not None
+        cpu = process_cpu_seconds(self._process.pid)  # (its shutdown is not worth counting)
+        if cpu is not None:
+            add_guest_cpu(*cpu)
         if self._qmp is not None or self.paths.qmp_socket.exists():
             with contextlib.suppress(Exception):
                 self.qmp_execute("quit")

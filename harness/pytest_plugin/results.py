@@ -14,7 +14,7 @@ from harness.core.errors import (
     HarnessError,
 )
 from harness.core.paths import default_results_dir
-from harness.core.progress import format_breakdown, time_spent
+from harness.core.progress import format_breakdown, format_guest_cpu, time_spent
 from harness.core.workers import own_results_dir
 from harness.pipeline import tested_with
 from harness.pytest_plugin.options import pipeline_from_options, selected_revisions
@@ -85,6 +85,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.write_line(
             f"summed over the workers: {format_breakdown(busy, spent)}; wall time {total:.1f} s"
         )
+    guest_cpu = format_guest_cpu(spent, total)
+    if guest_cpu:
+        terminalreporter.write_line(guest_cpu)
     out = results_root(config)
     if out.is_dir() and config.stash.get(RAN_SCENARIOS, False):
         timing = {**spent, "total": total, **({"workers_busy": busy} if busy else {})}
