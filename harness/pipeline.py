@@ -19,6 +19,7 @@ from harness.build import source
 from harness.build.revisions import STOCK, Revision
 from harness.build.series import load_series
 from harness.core.errors import HarnessError
+from harness.core.host import describe_host
 from harness.guest import accel, image
 from harness.guest.cmdline import VMConfig, qemu_binary_version
 from harness.guest.session import Guest
@@ -138,8 +139,9 @@ class Pipeline:
 
 
 def tested_with(pipeline: Pipeline, series: Path | None) -> ReplyContext:
-    """What a run's reply says was tested: the series, the base kernel, QEMU and the
-    accelerator (each left empty when it cannot be told: the reply is still written)."""
+    """What a run's reply says was tested: the series, the base kernel, QEMU, the
+    accelerator and the host (each left empty when it cannot be told: the reply is still
+    written)."""
 
     def quietly(read: Callable[[], str]) -> str:
         try:
@@ -152,6 +154,7 @@ def tested_with(pipeline: Pipeline, series: Path | None) -> ReplyContext:
         base_kernel=quietly(lambda: pipeline.source.version),
         qemu=quietly(qemu_binary_version),
         accel=quietly(lambda: pipeline.accel),
+        host=quietly(describe_host),
     )
 
 

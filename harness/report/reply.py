@@ -71,6 +71,7 @@ class ReplyContext:
         linux-source-6.1)". "" if unknown: then the version the guests booted is shown.
     qemu: the QEMU version, e.g. "7.2.15 (Debian 1:7.2+dfsg-7+deb12u7)".
     accel: "kvm" or "tcg", the accelerator the guests ran under.
+    host: the machine, e.g. "2 CPUs, a virtual machine" (harness.core.host); "": not said.
     first_bad_patch: what a bisection over the series blamed, e.g. "[PATCH v2 3/4] mm:
         Show hinted page counts"; None when no bisection ran. One withholds Tested-by.
     bisect_summary: the bisection's own account (a few lines, e.g. each step's verdict).
@@ -82,6 +83,7 @@ class ReplyContext:
     base_kernel: str = ""
     qemu: str = ""
     accel: str = ""
+    host: str = ""
     first_bad_patch: str | None = None
     bisect_summary: str | None = None
 
@@ -252,6 +254,8 @@ def tested_section(
         ("qemu:", env.qemu),
         ("accelerator:", env.accel or "not recorded"),
     ]
+    if context.host:
+        rows.append(("host:", context.host))
     revisions = list(dict.fromkeys(case.parameter or case.revision for case in cases))
     revisions.sort(key=lambda name: name != BASELINE)
     if revisions:
