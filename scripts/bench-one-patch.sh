@@ -5,10 +5,10 @@
 # run: the same machine code, but a source neither the build cache nor ccache has seen),
 # then the whole suite of that one revision:
 #   python3 -m harness run --series DIR --revisions '' --debug-revisions ''
-# Prints each run's wall time and the run's own breakdown (git, make, boots, scenarios),
-# then the median and p90. The first run may build from a less related donor tree.
+# Prints each run's wall time, the run's own breakdown (git, make, boots, scenarios) and
+# the guests' QEMU CPU, then the median and p90.
 #
-#   bash scripts/bench-one-patch.sh [RUNS] [WORKDIR]      (about 75 s a run on 2 cores)
+#   bash scripts/bench-one-patch.sh [RUNS] [WORKDIR]      (about 72 s a run on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-10}
@@ -36,6 +36,7 @@ for i in $(seq 1 "$runs"); do
     verdict=$(grep -E '=+ .*(passed|failed|error).* in ' "$work/run-$i.log" | tail -1 | tr -d '=')
     echo "run $i: ${wall} s, exit $status,${verdict}"
     grep -A1 'time breakdown' "$work/run-$i.log" | tail -1 | sed 's/^/    /'
+    grep "QEMU used" "$work/run-$i.log" | sed 's/^/    /' || true
 done
 python3 - "${walls[@]}" <<'EOF'
 import statistics
