@@ -4,6 +4,7 @@ verdict table lists every test case."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -150,6 +151,16 @@ def test_index_falls_back_to_compare_csv(red_run: Path, tmp_path: Path) -> None:
 def test_index_of_an_empty_run_directory(tmp_path: Path) -> None:
     page = parse(write_index(tmp_path))
     assert page.links == [] and page.images == []
+
+
+def test_the_time_table_names_the_guests_cpu_and_counts_the_guests(tmp_path: Path) -> None:
+    timing = {"make": 6.1, "boot": 34.8, "qemu_user": 64.1, "qemu_system": 29.3, "guests": 8.0}
+    (tmp_path / "timing.json").write_text(json.dumps(timing))
+    path = write_index(tmp_path)
+    rows = [row for table in parse(path).tables for row in table]
+    assert ["guests' QEMU CPU, host kernel", "29.3"] in rows and ["make", "6.1"] in rows
+    assert not any(row and row[0] == "guests" for row in rows)
+    assert "<p>8 guests ran.</p>" in path.read_text()
 
 
 def test_text_from_the_run_is_escaped(tmp_path: Path) -> None:

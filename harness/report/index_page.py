@@ -235,10 +235,26 @@ def coverage_section(run_dir: Path) -> list[str]:
     return [f"<p>{_e(text)}</p>", f"<p>{links}</p>"]
 
 
+# timing.json keys that are not phase names (harness.core.progress.GUEST_CPU)
+TIMING_LABELS = {
+    "qemu_user": "guests' QEMU CPU, user",
+    "qemu_system": "guests' QEMU CPU, host kernel",
+}
+
+
 def timing_section(run_dir: Path) -> list[str]:
+    """Seconds per phase, then the guests' CPU; the number of guests is a count, not a row."""
     timing = read_json(run_dir / "timing.json")
-    rows = [[phase, f"{s:.1f}"] for phase, s in timing.items() if isinstance(s, int | float)]
-    return _table_html(["phase", "seconds"], rows, {1}) if rows else []
+    rows = [
+        [TIMING_LABELS.get(key, key), f"{seconds:.1f}"]
+        for key, seconds in timing.items()
+        if isinstance(seconds, int | float) and key != "guests"
+    ]
+    if not rows:
+        return []
+    guests = timing.get("guests")
+    counted = [f"<p>{int(guests)} guests ran.</p>"] if isinstance(guests, int | float) else []
+    return _table_html(["phase", "seconds"], rows, {1}) + counted
 
 
 def evidence_section(run_dir: Path, cases: list[CaseResult]) -> list[str]:
