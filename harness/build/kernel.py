@@ -507,8 +507,10 @@ def _apply_incrementally(
     recompiles only what really changed (a header the series touches the same way would
     otherwise rebuild most of the kernel)."""
     built = _built_from(tree)
-    touched = _changed_files(tree, source.commit, donor_head)
-    times = {f: (st.st_atime, st.st_mtime) for f in touched if (st := _stat(tree / f))}
+    times: dict[str, tuple[float, float]] = {}  # no record of the build: the donor's mtimes
+    if built is None:
+        touched = _changed_files(tree, source.commit, donor_head)
+        times = {f: (st.st_atime, st.st_mtime) for f in touched if (st := _stat(tree / f))}
     with step(f"applying {len(series.patches)} patches of {series.name} to {tree}", phase="git"):
         run_git(["reset", "-q", "--hard", source.commit], tree)
         _keep_what_was_built(tree)
@@ -518,7 +520,7 @@ def _apply_incrementally(
         result = _instrument(tree, overlay)
     if built is not None:
         really_changed = _date_back_what_was_built(tree, source.commit, donor_head, built)
-    else:  # what the donor carried is the best guess of what its outputs were built from
+    else:  # what the donor carried is the best guess of what its outputs were made from
         really_changed = _changed_files(tree, donor_head, "HEAD")
         for name, stamp in times.items():
             if name not in really_changed and (tree / name).exists():

@@ -48,8 +48,9 @@ def format_guest_cpu(spent: dict[str, float], wall: float) -> str | None:
         return None
     user, system = spent.get("qemu_user", 0.0), spent.get("qemu_system", 0.0)
     cores = (user + system) / wall if wall > 0 else 0.0
+    whose = "guests'" if guests != 1 else "guest's"
     return (
-        f"{guests} guest{'s' if guests != 1 else ''}' QEMU used {user + system:.1f} s of CPU "
+        f"{guests} {whose} QEMU used {user + system:.1f} s of CPU "
         f"({user:.1f} s user, {system:.1f} s host kernel): {cores:.2f} cores over the "
         f"{wall:.1f} s run"
     )
